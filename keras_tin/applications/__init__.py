@@ -1,0 +1,16 @@
+"""Temporal ResNets: TIN, and the paper's baselines TSM and TSN."""
+
+from keras_tin.applications.partial_bn import freeze_batchnorm
+from keras_tin.applications.temporal_resnet import TemporalResNet
+from keras_tin.applications.temporal_resnet import TINResNet18
+from keras_tin.applications.temporal_resnet import TINResNet34
+from keras_tin.applications.temporal_resnet import TINResNet50
+from keras_tin.applications.temporal_resnet import TINResNet101
+from keras_tin.applications.temporal_resnet import TSMResNet18
+from keras_tin.applications.temporal_resnet import TSMResNet34
+from keras_tin.applications.temporal_resnet import TSMResNet50
+from keras_tin.applications.temporal_resnet import TSMResNet101
+from keras_tin.applications.temporal_resnet import TSNResNet18
+from keras_tin.applications.temporal_resnet import TSNResNet34
+from keras_tin.applications.temporal_resnet import TSNResNet50
+from keras_tin.applications.temporal_resnet import TSNResNet101

@@ -1,0 +1,219 @@
+"""One builder for temporal ResNets: TIN, TSM and TSN on ResNet-18/34/50/101.
+
+PyTorch-style ResNet (torchvision v1.5: stride on the 3x3 conv, bias-free convs,
+BatchNorm eps 1e-5), so the published PyTorch checkpoints convert exactly. The
+temporal module sits in every block of stages 1-4, on the residual branch, in
+front of the first conv; the shortcut sees the un-shifted input. Frames are
+folded into the batch inside the model; the head averages per-frame logits.
+"""
+
+import keras
+
+from keras_tin import layers as tin_layers
+from keras_tin.applications.partial_bn import freeze_batchnorm
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "inception": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),  # x / 127.5 - 1
+}
+TEMPORAL_MODULES = ("tin", "tsm", "tsn")
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+}
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
+
+
+def _batch_norm(name):
+    return keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                           name=name)
+
+
+def _temporal_module(kind, frames, name, implementation, fuse):
+    if kind == "tin":
+        return tin_layers.TemporalInterlace(frames, shift_div=4, implementation=implementation,
+                                            name=name + "_tin")
+    if kind == "tsm":
+        return tin_layers.TemporalShift(frames, shift_div=8, name=name + "_tsm")
+    return None
+
+
+def _conv(filters, kernel_size, strides, name, module=None, fuse=True):
+    return tin_layers.TemporalConv2D(filters, kernel_size, strides, padding=kernel_size // 2,
+                                     temporal_module=module, fuse=fuse, name=name)
+
+
+def _shortcut(x, filters, strides, name):
+    if strides == 1 and x.shape[-1] == filters:
+        return x
+    x = _conv(filters, 1, strides, name + "_downsample_conv")(x)
+    return _batch_norm(name + "_downsample_bn")(x)
+
+
+def _bottleneck(x, planes, strides, name, module, fuse):
+    shortcut = _shortcut(x, planes * 4, strides, name)
+    y = _conv(planes, 1, 1, name + "_conv1", module, fuse)(x)
+    y = keras.layers.ReLU()(_batch_norm(name + "_bn1")(y))
+    y = _conv(planes, 3, strides, name + "_conv2")(y)
+    y = keras.layers.ReLU()(_batch_norm(name + "_bn2")(y))
+    y = _conv(planes * 4, 1, 1, name + "_conv3")(y)
+    y = _batch_norm(name + "_bn3")(y)
+    return keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
+
+
+def _basic(x, planes, strides, name, module, fuse):
+    shortcut = _shortcut(x, planes, strides, name)
+    y = _conv(planes, 3, strides, name + "_conv1", module, fuse)(x)
+    y = keras.layers.ReLU()(_batch_norm(name + "_bn1")(y))
+    y = _conv(planes, 3, 1, name + "_conv2")(y)
+    y = _batch_norm(name + "_bn2")(y)
+    return keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
+
+
+def _check_args(temporal, depth, frames, weights, include_top, pooling, classes, input_shape,
+                normalization):
+    if temporal not in TEMPORAL_MODULES:
+        raise ValueError(f"temporal must be one of {TEMPORAL_MODULES}. Received: temporal={temporal!r}")
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
+    if not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be a positive integer. Received: frames={frames!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if include_top and (not isinstance(classes, int) or classes < 1):
+        raise ValueError(f"classes must be a positive integer. Received: classes={classes!r}")
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be None or one of {sorted(NORMALIZATIONS)}. "
+                         f"Received: normalization={normalization!r}")
+    if input_shape is not None:
+        shape = tuple(input_shape)
+        if len(shape) == 4 and shape[0] not in (None, frames):
+            raise ValueError(f"input_shape={shape} has {shape[0]} frames but frames={frames}.")
+        if len(shape) not in (3, 4) or shape[-1] != 3:
+            raise ValueError("input_shape must be (frames, height, width, 3) or (height, width, 3)."
+                             f" Received: input_shape={shape}")
+
+
+def _clip_shape(input_shape, frames):
+    if input_shape is None:
+        return (frames, 224, 224, 3)
+    shape = tuple(input_shape)
+    return (frames,) + shape[-3:]
+
+
+def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
+                   input_tensor=None, input_shape=None, pooling=None, classes=400,
+                   classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
+                   normalization="imagenet", implementation="auto", fuse=True, name=None):
+    """Builds a temporal ResNet; the public constructors below fix temporal and depth.
+
+    Args:
+        temporal: "tin", "tsm" or "tsn" (no temporal module).
+        depth: 18, 34, 50 or 101.
+        frames: frames per clip (8 in every released checkpoint).
+        include_top: whether to include the per-frame classifier and frame averaging.
+        weights: None, a pretrained name from keras_tin.weights, or a local file
+            (.weights.h5, .keras, or a PyTorch .pth/.pt checkpoint).
+        input_tensor: optional Keras tensor (batch, frames, H, W, 3) to build on.
+        input_shape: (frames, H, W, 3) or (H, W, 3); default (frames, 224, 224, 3).
+        pooling: with include_top=False: None gives per-frame feature maps
+            (batch, frames, h, w, C); "avg"/"max" give (batch, C) pooled over space and time.
+        classes: number of classes.
+        classifier_activation: activation after the frame consensus (None for logits).
+        dropout_rate: dropout before the classifier.
+        partial_bn: freeze every BatchNormalization but the first (TSN's partial BN).
+        normalization: "imagenet" (mean/std on 0-255 RGB), "inception" (x/127.5 - 1), or
+            None when the caller normalises. The model then takes RGB in [0, 255].
+        implementation: TIN interlace implementation ("auto", "portable", "custom_op").
+        fuse: compute the temporal module through its delta into the first conv.
+        name: model name.
+
+    Returns:
+        A keras.Model on clips of shape (batch, frames, H, W, 3).
+    """
+    _check_args(temporal, depth, frames, weights, include_top, pooling, classes, input_shape,
+                normalization)
+    block_kind, stage_blocks = DEPTHS[depth]
+    block_fn = _bottleneck if block_kind == "bottleneck" else _basic
+    if input_tensor is None:
+        inputs = keras.Input(shape=_clip_shape(input_shape, frames), name="clips")
+        x = inputs
+    else:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        x = input_tensor
+    if normalization is not None:
+        mean, std = NORMALIZATIONS[normalization]
+        x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
+                                       name="normalization")(x)
+    x = tin_layers.FoldFrames(frames, name="fold_frames")(x)  # (B*T, H, W, 3)
+    x = _conv(64, 7, 2, "conv1")(x)
+    x = keras.layers.ReLU()(_batch_norm("bn1")(x))
+    x = keras.layers.ZeroPadding2D(1)(x)  # zero padding == -inf padding after ReLU
+    x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
+    for stage, blocks in enumerate(stage_blocks):
+        planes = 64 * 2 ** stage
+        for b in range(blocks):
+            block = f"layer{stage + 1}_{b}"
+            strides = 2 if (b == 0 and stage > 0) else 1
+            module = _temporal_module(temporal, frames, block, implementation, fuse)
+            x = block_fn(x, planes, strides, block, module, fuse)
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (B*T, C)
+        x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+        x = keras.layers.Dense(classes, name="fc")(x)  # per-frame logits
+        x = tin_layers.FrameConsensus(frames, name="consensus")(x)  # (B, classes)
+        x = keras.layers.Activation(classifier_activation, dtype="float32",
+                                    name="predictions")(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = tin_layers.FrameConsensus(frames, name="consensus")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)
+        x = keras.layers.GlobalMaxPooling1D(name="max_over_frames")(x)
+    else:
+        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)  # (B, T, h, w, C)
+    if name is None:
+        name = f"{temporal}_resnet{depth}"
+    model = keras.Model(inputs, x, name=name)
+    if weights is not None:
+        from keras_tin.weights.loading import load_weights
+        load_weights(model, weights)
+    if partial_bn:
+        freeze_batchnorm(model)
+    return model
+
+
+def _constructor(temporal, depth):
+    def build(frames=8, include_top=True, weights=None, input_tensor=None, input_shape=None,
+              pooling=None, classes=400, classifier_activation="softmax", dropout_rate=0.5,
+              name=None, **kwargs):
+        return TemporalResNet(temporal, depth, frames=frames, include_top=include_top,
+                              weights=weights, input_tensor=input_tensor,
+                              input_shape=input_shape, pooling=pooling, classes=classes,
+                              classifier_activation=classifier_activation,
+                              dropout_rate=dropout_rate, name=name, **kwargs)
+    build.__name__ = f"{temporal.upper()}ResNet{depth}"
+    build.__qualname__ = build.__name__
+    build.__doc__ = (f"{temporal.upper()}-ResNet-{depth}: `TemporalResNet(temporal="
+                     f"'{temporal}', depth={depth}, ...)`; see TemporalResNet for arguments.")
+    return build
+
+
+TINResNet18 = _constructor("tin", 18)
+TINResNet34 = _constructor("tin", 34)
+TINResNet50 = _constructor("tin", 50)
+TINResNet101 = _constructor("tin", 101)
+TSMResNet18 = _constructor("tsm", 18)
+TSMResNet34 = _constructor("tsm", 34)
+TSMResNet50 = _constructor("tsm", 50)
+TSMResNet101 = _constructor("tsm", 101)
+TSNResNet18 = _constructor("tsn", 18)
+TSNResNet34 = _constructor("tsn", 34)
+TSNResNet50 = _constructor("tsn", 50)
+TSNResNet101 = _constructor("tsn", 101)
