@@ -2,6 +2,11 @@
 
 __version__ = "0.1.0"
 
+import os
+
+# TensorFlow's C++ start-up banner buries our CLI output; users can still override it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from keras_tin import applications
 from keras_tin import layers
 from keras_tin import ops
