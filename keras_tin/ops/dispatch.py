@@ -4,7 +4,12 @@ Only the portable path exists until the custom op is built (issue 3); the
 "custom_op" choice then raises a clear error instead of silently falling back.
 """
 
+import contextlib
+import threading
+
 from keras_tin.ops import portable
+
+_state = threading.local()
 
 IMPLEMENTATIONS = ("auto", "portable", "custom_op")
 
@@ -14,6 +19,25 @@ def check_implementation(implementation):
         raise ValueError(
             f"implementation must be one of {IMPLEMENTATIONS}. Received: "
             f"implementation={implementation!r}")
+
+
+@contextlib.contextmanager
+def portable_only():
+    """Within this context every layer traces the portable keras.ops path.
+
+    Exports (SavedModel, TFLite, .keras) trace under it so that no artifact ever
+    contains the custom op and each loads where keras_tin is not installed.
+    """
+    previous = getattr(_state, "portable_only", False)
+    _state.portable_only = True
+    try:
+        yield
+    finally:
+        _state.portable_only = previous
+
+
+def is_portable_only():
+    return getattr(_state, "portable_only", False)
 
 
 def custom_op_status():
