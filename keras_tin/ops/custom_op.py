@@ -1,0 +1,270 @@
+"""Build, cache and load the compiled TIN op (keras_tin/ops/kernels/), and its Python API.
+
+The shared library is compiled with the C++ compiler and TensorFlow's own compile and
+link flags on first use (or by `python -m keras_tin.ops.custom_op`, which the Makefile's
+set-up runs), then cached under a directory keyed by the TensorFlow version and a hash
+of the sources, flags and compiler. Two processes building at once serialise on a file
+lock and each writes through a temporary file renamed into place, so a reader never
+sees a half-written library. Any failure (no compiler, a build error, a library built
+for another TensorFlow) is reported once as a warning and leaves the portable path.
+
+Environment:
+    KERAS_TIN_OPS_CACHE: cache directory (default: $XDG_CACHE_HOME/keras_tin/ops or
+        ~/.cache/keras_tin/ops).
+    KERAS_TIN_DISABLE_CUSTOM_OP=1: never build or load the op.
+    CXX: the C++ compiler (default g++); NVCC: the CUDA compiler (default nvcc).
+"""
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+
+KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+SOURCES = ("tin_interlace.h", "tin_interlace_gpu.h", "tin_interlace_op.cc",
+           "tin_interlace_op_gpu.cu.cc")
+LIBRARY_NAME = "_tin_interlace_ops.so"
+
+_lock = threading.Lock()
+_loaded = None  # the loaded module, or None
+_failure = None  # why the op is unavailable, once known
+_warned = False
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def cache_root():
+    root = os.environ.get("KERAS_TIN_OPS_CACHE")
+    if root:
+        return root
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "keras_tin", "ops")
+
+
+def _compiler():
+    return os.environ.get("CXX") or "g++"
+
+
+def _nvcc():
+    """A CUDA compiler, only when TensorFlow itself is a CUDA build."""
+    import tensorflow as tf
+
+    if not tf.test.is_built_with_cuda():
+        return None
+    return shutil.which(os.environ.get("NVCC") or "nvcc")
+
+
+def _cxx_flags():
+    import tensorflow as tf
+
+    # Plain -O3: the library is built on the machine that uses it, but CI images and
+    # user machines differ, and the kernel is memory-bound, so -march buys little.
+    return ["-O3", "-fPIC", "-shared", *tf.sysconfig.get_compile_flags()]
+
+
+def _link_flags():
+    import tensorflow as tf
+
+    return list(tf.sysconfig.get_link_flags())
+
+
+def build_key():
+    """Directory name: TensorFlow version + hash of sources, flags and compilers."""
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        with open(os.path.join(KERNEL_DIR, name), "rb") as f:
+            digest.update(f.read())
+    digest.update(repr((_compiler(), _cxx_flags(), _link_flags(), _nvcc())).encode())
+    return f"tf-{tf.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{digest.hexdigest()[:16]}"
+
+
+def library_path():
+    return os.path.join(cache_root(), build_key(), LIBRARY_NAME)
+
+
+def _run(cmd, cwd):
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError as err:
+        raise BuildError(f"compiler not found: {cmd[0]!r} ({err})") from None
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        raise BuildError(f"`{' '.join(cmd[:2])} ...` failed:\n" + "\n".join(tail))
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    try:
+        import fcntl
+    except ImportError:  # no fcntl (Windows): the atomic rename alone keeps it safe
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build(path=None, force=False):
+    """Compiles the op into `path` (default: the cache) unless it is there. Returns path."""
+    path = path or library_path()
+    if os.path.exists(path) and not force:
+        return path
+    out_dir = os.path.dirname(path)
+    os.makedirs(out_dir, exist_ok=True)
+    with _file_lock(path + ".lock"):
+        if os.path.exists(path) and not force:  # another process built it meanwhile
+            return path
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
+            objects = []
+            defines = []
+            nvcc = _nvcc()
+            if nvcc:
+                cu_obj = os.path.join(tmp, "tin_interlace_op_gpu.o")
+                import tensorflow as tf
+
+                _run([nvcc, "-c", "-O3", "-std=c++17", "-x", "cu", "-Xcompiler", "-fPIC",
+                      "-DGOOGLE_CUDA=1", f"-I{KERNEL_DIR}",
+                      os.path.join(KERNEL_DIR, "tin_interlace_op_gpu.cu.cc"), "-o", cu_obj],
+                     cwd=tmp)
+                objects.append(cu_obj)
+                defines.append("-DGOOGLE_CUDA=1")
+                cuda_lib = os.path.join(os.path.dirname(os.path.dirname(nvcc)), "lib64")
+                objects += [f"-L{cuda_lib}", "-lcudart"]
+                del tf
+            tmp_lib = os.path.join(tmp, LIBRARY_NAME)
+            _run([_compiler(), *_cxx_flags(), *defines, f"-I{KERNEL_DIR}",
+                  os.path.join(KERNEL_DIR, "tin_interlace_op.cc"), *objects, "-o", tmp_lib,
+                  *_link_flags()], cwd=tmp)
+            os.replace(tmp_lib, path)  # atomic: readers see no library or a whole one
+    return path
+
+
+def _warn_once(message):
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def load(build_if_missing=True):
+    """The loaded op module, or None (with one warning) when it cannot be built/loaded."""
+    global _loaded, _failure
+    with _lock:
+        if _loaded is not None or _failure is not None:
+            return _loaded
+        if os.environ.get("KERAS_TIN_DISABLE_CUSTOM_OP", "") not in ("", "0"):
+            _failure = "disabled by KERAS_TIN_DISABLE_CUSTOM_OP"
+            return None
+        try:
+            import tensorflow as tf
+        except ImportError:
+            _failure = "TensorFlow is not installed"
+            return None
+        try:
+            path = library_path()
+            if not os.path.exists(path):
+                if not build_if_missing:
+                    _failure = f"not built ({path} is missing)"
+                    return None
+                build(path)
+            module = tf.load_op_library(path)
+            _register_gradients(tf)
+            _loaded = module
+        except Exception as err:  # a failed build must never break the layer
+            _failure = f"{type(err).__name__}: {err}"
+            _warn_once(
+                "keras_tin: the TIN custom TensorFlow op could not be built or loaded, "
+                f"so TemporalInterlace uses the portable keras.ops path. Reason: {_failure}")
+        return _loaded
+
+
+def failure_reason():
+    return _failure
+
+
+def _reset_for_tests():
+    global _loaded, _failure, _warned
+    with _lock:
+        _loaded = _failure = None
+        _warned = False
+
+
+_gradients_registered = False
+
+
+def _register_gradients(tf):
+    global _gradients_registered
+    if _gradients_registered:
+        return
+
+    @tf.RegisterGradient("TinInterlace")
+    def _tin_interlace_grad(op, dy):
+        dx, doffsets, dweights = _loaded.tin_interlace_grad(
+            dy, op.inputs[0], op.inputs[1], op.inputs[2],
+            frames=op.get_attr("frames"), shift_div=op.get_attr("shift_div"),
+            delta=op.get_attr("delta"))
+        return dx, doffsets, dweights
+
+    _gradients_registered = True
+
+
+def _apply(x, offsets, weights, frames, shift_div, delta):
+    module = load()
+    if module is None:
+        raise RuntimeError(f"the TIN custom op is unavailable: {_failure}")
+    import tensorflow as tf
+
+    # Offsets and weights stay float32 whatever x's dtype (mixed precision).
+    offsets = tf.cast(offsets, tf.float32)
+    weights = tf.cast(weights, tf.float32)
+    return module.tin_interlace(x, offsets, weights, frames=frames, shift_div=shift_div,
+                                delta=delta)
+
+
+def interlace(x, offsets, weights, frames, shift_div=4):
+    """The custom-op twin of keras_tin.ops.portable.interlace."""
+    return _apply(x, offsets, weights, frames, shift_div, delta=False)
+
+
+def interlace_delta(x, offsets, weights, frames, shift_div=4):
+    """The custom-op twin of keras_tin.ops.portable.interlace_delta."""
+    return _apply(x, offsets, weights, frames, shift_div, delta=True)
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_tin.ops.custom_op",
+        description="Build the TIN custom TensorFlow op into the cache.")
+    parser.add_argument("--force", action="store_true", help="rebuild even if cached")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when the build fails (default: warn, exit 0)")
+    args = parser.parse_args(argv)
+    try:
+        path = build(force=args.force)
+        import tensorflow as tf
+
+        tf.load_op_library(path)
+    except Exception as err:
+        print(f"keras_tin: custom op NOT built ({type(err).__name__}: {err}); "
+              "TemporalInterlace will use the portable path.", file=sys.stderr)
+        return 1 if args.strict else 0
+    print(f"keras_tin: custom op built: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
