@@ -33,13 +33,16 @@ def interpolation_matrix(offsets, weights, frames, subtract_identity=False):
     """
     offsets = ops.cast(offsets, "float32")
     weights = ops.cast(weights, "float32")
-    steps = ops.arange(frames, dtype="float32")
+    # The masks compare integers as int32, not floats: an int8 TFLite export quantizes
+    # every float tensor, and a quantized k or t - s is no longer an exact integer, so a
+    # float equality silently misses. int32 tensors are never quantized.
+    steps = ops.arange(frames, dtype="int32")
     lag = steps[:, None] - steps[None, :]  # (T, T): t - s
-    k = ops.floor(offsets)[:, :, None, None]  # (N, 4, 1, 1)
-    a = (offsets[:, :, None, None] - ops.stop_gradient(k))
-    k = ops.stop_gradient(k)
-    hit0 = ops.cast(ops.equal(lag, k), "float32")  # (N, 4, T, T)
-    hit1 = ops.cast(ops.equal(lag, k + 1.0), "float32")
+    k = ops.stop_gradient(ops.floor(offsets))[:, :, None, None]  # (N, 4, 1, 1)
+    a = offsets[:, :, None, None] - k
+    k_int = ops.cast(k, "int32")
+    hit0 = ops.cast(ops.equal(lag, k_int), "float32")  # (N, 4, T, T)
+    hit1 = ops.cast(ops.equal(lag, k_int + 1), "float32")
     mat = (1.0 - a) * hit0 + a * hit1
     mat = mat * ops.transpose(weights, (0, 2, 1))[:, :, :, None]  # weight of output step t
     if subtract_identity:

@@ -1,0 +1,12 @@
+"""Export keras_tin models to TensorFlow SavedModel and TFLite (LiteRT).
+
+Every export traces the portable keras.ops path (`keras_tin.ops.dispatch.portable_only`),
+so artifacts contain only standard TensorFlow ops / TFLite builtins and load where
+keras_tin is not installed.
+"""
+
+from keras_tin.export.calibration import representative_dataset
+from keras_tin.export.saved_model import export_saved_model
+from keras_tin.export.tflite import convert_tflite
+from keras_tin.export.tflite import export_tflite
+from keras_tin.export.tflite import QUANTIZATIONS
