@@ -109,7 +109,8 @@ def _clip_shape(input_shape, frames):
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
                    input_tensor=None, input_shape=None, pooling=None, classes=400,
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
-                   normalization="imagenet", implementation="auto", fuse=True, name=None):
+                   normalization="imagenet", implementation="auto", fuse=True,
+                   base_filters=64, name=None):
     """Builds a temporal ResNet; the public constructors below fix temporal and depth.
 
     Args:
@@ -131,6 +132,8 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
             None when the caller normalises. The model then takes RGB in [0, 255].
         implementation: TIN interlace implementation ("auto", "portable", "custom_op").
         fuse: compute the temporal module through its delta into the first conv.
+        base_filters: width of the stem and stage 1 (64 in the standard ResNets; the
+            demo uses narrower networks). Must be a multiple of 16 for TIN.
         name: model name.
 
     Returns:
@@ -138,6 +141,9 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     """
     _check_args(temporal, depth, frames, weights, include_top, pooling, classes, input_shape,
                 normalization)
+    if not isinstance(base_filters, int) or base_filters < 1:
+        raise ValueError(f"base_filters must be a positive integer. Received: "
+                         f"base_filters={base_filters!r}")
     block_kind, stage_blocks = DEPTHS[depth]
     block_fn = _bottleneck if block_kind == "bottleneck" else _basic
     if input_tensor is None:
@@ -151,12 +157,12 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
                                        name="normalization")(x)
     x = tin_layers.FoldFrames(frames, name="fold_frames")(x)  # (B*T, H, W, 3)
-    x = _conv(64, 7, 2, "conv1")(x)
+    x = _conv(base_filters, 7, 2, "conv1")(x)
     x = keras.layers.ReLU()(_batch_norm("bn1")(x))
     x = keras.layers.ZeroPadding2D(1)(x)  # zero padding == -inf padding after ReLU
     x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
     for stage, blocks in enumerate(stage_blocks):
-        planes = 64 * 2 ** stage
+        planes = base_filters * 2 ** stage
         for b in range(blocks):
             block = f"layer{stage + 1}_{b}"
             strides = 2 if (b == 0 and stage > 0) else 1

@@ -1,0 +1,32 @@
+"""`keras-tin demo`: TIN vs TSM vs TSN on synthetic motion clips."""
+
+
+def add_arguments(parser):
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    parser.add_argument("--depth", type=int, default=18, choices=(18, 34, 50, 101),
+                        help="ResNet depth (default 18)")
+    parser.add_argument("--size", type=int, default=32, help="frame size in pixels (default 32)")
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs (default 4)")
+    parser.add_argument("--width", type=int, default=16,
+                        help="base width of the ResNet (default 16; 64 is the standard ResNet)")
+    parser.add_argument("--num-train", type=int, default=1200, help="training clips")
+    parser.add_argument("--num-val", type=int, default=400, help="validation clips")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--models", default="tin,tsm,tsn",
+                        help="comma-separated subset of tin,tsm,tsn")
+    parser.add_argument("--output-dir", default="demo_output",
+                        help="where results.md/json and the TIN plot go")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args):
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    bad = [m for m in models if m not in ("tin", "tsm", "tsn")]
+    if bad or not models:
+        raise SystemExit(f"--models must list tin, tsm and/or tsn. Received: {args.models!r}")
+    from keras_tin.demo import run_demo
+    run_demo(frames=args.frames, depth=args.depth, size=args.size, epochs=args.epochs,
+             num_train=args.num_train, num_val=args.num_val, batch_size=args.batch_size,
+             models=models, output_dir=args.output_dir, seed=args.seed,
+             width=args.width)
+    return 0
