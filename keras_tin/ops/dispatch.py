@@ -1,11 +1,23 @@
 """Chooses between the portable keras.ops interlace and the compiled TF op.
 
-Only the portable path exists until the custom op is built (issue 3); the
-"custom_op" choice then raises a clear error instead of silently falling back.
+Rules (TemporalInterlace(implementation=...)):
+- "portable": always the keras.ops path (any backend, XLA, TFLite).
+- "custom_op": the compiled op; raises a clear error when it is unavailable (another
+  backend, no library) or when the call is being XLA-compiled (XLA has no kernel for
+  it). Inside portable_only() it traces the portable path like every other choice.
+- "auto": the op when the backend is TensorFlow, the op is built and loaded, the call
+  is not being XLA-compiled (tf.function(jit_compile=True), model.compile(jit_compile=
+  True), Keras's jit_compile="auto" on GPU) and not inside portable_only(), and the op
+  is measured to be faster for that case (see prefers_custom_op); otherwise portable.
+The decision is taken when the layer's call runs (or is traced), so one layer can use
+the op eagerly and the portable path inside an XLA-compiled train step.
 """
 
 import contextlib
 import threading
+import warnings
+
+import keras
 
 from keras_tin.ops import portable
 
@@ -40,9 +52,57 @@ def is_portable_only():
     return getattr(_state, "portable_only", False)
 
 
-def custom_op_status():
-    """(available, reason) for the compiled op."""
-    return False, "the custom TensorFlow op is not part of this build"
+_xla_probe_warned = False
+
+
+def in_xla_context():
+    """True while TensorFlow traces code that XLA will compile.
+
+    tf.function(jit_compile=True) (also what Keras uses for jit_compile=True) enters an
+    XLAControlFlowContext on the graph it traces; nested functions inherit it through
+    their outer graphs. Eager code is never XLA-compiled.
+    """
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+        graph = tf.compat.v1.get_default_graph()
+        return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+    except Exception as err:  # private API moved: assume the worst, stay portable
+        global _xla_probe_warned
+        if not _xla_probe_warned:
+            _xla_probe_warned = True
+            warnings.warn(
+                f"keras_tin: cannot tell whether a tf.function is XLA-compiled ({err}); "
+                "the custom op is used only eagerly.", RuntimeWarning, stacklevel=2)
+        return True
+
+
+def custom_op_status(build_if_missing=True):
+    """(available, reason) for the compiled op; builds it on first call if needed."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        return False, f"the Keras backend is {backend!r}; the op is a TensorFlow op"
+    from keras_tin.ops import custom_op
+
+    module = custom_op.load(build_if_missing=build_if_missing)
+    if module is None:
+        return False, custom_op.failure_reason()
+    return True, f"loaded from {custom_op.library_path()}"
+
+
+def prefers_custom_op(x, delta):
+    """Where the op was measured slower than the portable graph path, say so here.
+
+    BENCHMARKS.md ("custom op"): on the 2-core CPU the op wins at every ResNet-50
+    TIN-block shape, forward and forward+backward, full and delta, so this is True;
+    the hook exists so that a measured loss (another machine, another shape) is one
+    line to encode.
+    """
+    del x, delta
+    return True
 
 
 def _require_custom_op():
@@ -53,13 +113,49 @@ def _require_custom_op():
             "Use implementation='auto' to fall back to the portable path.")
 
 
-def interlace_fn(implementation):
+def _use_custom_op(implementation, x, delta):
+    """The decision for one call (see module docstring)."""
+    if implementation == "portable" or is_portable_only():
+        return False
     if implementation == "custom_op":
         _require_custom_op()
-    return portable.interlace
+        if in_xla_context():
+            raise RuntimeError(
+                "implementation='custom_op' cannot be XLA-compiled (jit_compile=True): XLA "
+                "has no kernel for the TIN op. Use implementation='auto', which falls back "
+                "to the portable path under XLA.")
+        return True
+    # "auto"
+    if keras.backend.backend() != "tensorflow" or in_xla_context():
+        return False
+    return custom_op_status()[0] and prefers_custom_op(x, delta)
+
+
+def _select(implementation, delta):
+    check_implementation(implementation)
+    if implementation == "custom_op":
+        _require_custom_op()  # fail at the call site that asked, before any tracing
+
+    def apply(x, offsets, weights, frames, shift_div=4):
+        if _use_custom_op(implementation, x, delta):
+            from keras_tin.ops import custom_op
+            fn = custom_op.interlace_delta if delta else custom_op.interlace
+        else:
+            fn = portable.interlace_delta if delta else portable.interlace
+        return fn(x, offsets, weights, frames, shift_div)
+
+    return apply
+
+
+def interlace_fn(implementation):
+    """A function like portable.interlace that applies the implementation's rules."""
+    if implementation == "portable":
+        return portable.interlace
+    return _select(implementation, delta=False)
 
 
 def interlace_delta_fn(implementation):
-    if implementation == "custom_op":
-        _require_custom_op()
-    return portable.interlace_delta
+    """A function like portable.interlace_delta that applies the implementation's rules."""
+    if implementation == "portable":
+        return portable.interlace_delta
+    return _select(implementation, delta=True)
