@@ -1,0 +1,168 @@
+"""Converting PyTorch TIN / TSM / TSN ResNet checkpoints into keras_tin models."""
+
+import re
+
+import numpy as np
+
+from keras_tin.weights import layouts
+from keras_tin.weights import pth_reader
+
+ARCH_PATTERN = re.compile(r"^(tin|tsm|tsn)_resnet(18|34|50|101)$")
+
+
+def parse_architecture(arch):
+    """'tin_resnet50' -> ('tin', 50)."""
+    match = ARCH_PATTERN.match(str(arch))
+    if not match:
+        raise ValueError("arch must look like tin_resnet50, tsm_resnet18 or tsn_resnet101 "
+                         f"(temporal in tin/tsm/tsn, depth in 18/34/50/101). Received: arch={arch!r}")
+    return match.group(1), int(match.group(2))
+
+
+def model_temporal(model):
+    """'tin', 'tsm' or 'tsn': which temporal module a keras_tin model holds."""
+    from keras_tin import layers as tin_layers
+    kinds = set()
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, tin_layers.TemporalInterlace):
+            kinds.add("tin")
+        elif isinstance(layer, tin_layers.TemporalShift):
+            kinds.add("tsm")
+    if len(kinds) > 1:
+        raise ValueError(f"Model '{model.name}' mixes temporal modules {sorted(kinds)}.")
+    return kinds.pop() if kinds else "tsn"
+
+
+def _keras_variables(model):
+    """{(top-level layer name, variable name): variable}."""
+    out = {}
+    for layer in model.layers:
+        for variable in layer.weights:
+            out[(layer.name, variable.path.split("/")[-1])] = variable
+    return out
+
+
+def _info(message, verbose):
+    if verbose:
+        print(message)
+
+
+def assign_state_dict(model, state_dict, layout=None, verbose=True):
+    """Copies a PyTorch state dict (name -> NumPy array) into a keras_tin temporal ResNet.
+
+    Every checkpoint tensor must find its Keras variable with the right shape, and every
+    Keras variable must be covered, or nothing is assigned and a ValueError lists the
+    offending names. Two exceptions, both announced: a classifier whose class count
+    differs from the model's (or a model without a classifier) keeps its own head, and a
+    plain torchvision backbone leaves the temporal modules at their initialisation.
+
+    Returns a dict: layout, temporal (of the checkpoint), head_loaded.
+    """
+    canonical, layout, temporal = layouts.canonicalize(state_dict, layout)
+    kind = model_temporal(model)
+    if temporal is not None and temporal != kind:
+        raise ValueError(f"The checkpoint is a {temporal.upper()} network ({layout} layout) but "
+                         f"model '{model.name}' is {kind.upper()}; build the matching model.")
+    variables = _keras_variables(model)
+    has_head = any(layer == "fc" for layer, _ in variables)
+    head_loaded = has_head and "fc.weight" in canonical
+    if has_head and "fc.weight" in canonical:
+        ckpt_classes = canonical["fc.weight"].shape[0]
+        model_classes = variables[("fc", "kernel")].shape[-1]
+        if ckpt_classes != model_classes:
+            head_loaded = False
+            _info(f"Checkpoint head has {ckpt_classes} classes but the model has "
+                  f"{model_classes}: the classifier (fc) keeps its initialisation; the "
+                  f"backbone is loaded.", verbose)
+    elif not has_head and "fc.weight" in canonical:
+        _info("The model has no classifier: the checkpoint's head is not used.", verbose)
+
+    assignments, unexpected, mismatched = {}, [], []
+    for key, value in canonical.items():
+        target_layer, var_name, axes = layouts.keras_target(key)
+        if target_layer == "fc" and not head_loaded:
+            continue
+        variable = variables.get((target_layer, var_name))
+        if variable is None:
+            unexpected.append(f"{key} -> {target_layer}/{var_name}")
+            continue
+        array = np.transpose(value, axes) if axes else value
+        if tuple(array.shape) != tuple(variable.shape):
+            mismatched.append(f"{key} {tuple(value.shape)} -> {target_layer}/{var_name} "
+                              f"{tuple(variable.shape)}")
+            continue
+        assignments[(target_layer, var_name)] = array
+
+    missing = []
+    temporal_missing = []
+    for (layer, var_name), variable in variables.items():
+        if (layer, var_name) in assignments:
+            continue
+        if layer == "fc" and not head_loaded:
+            continue
+        if temporal is None and var_name.startswith(("offset_", "weight_conv")):
+            temporal_missing.append(f"{layer}/{var_name}")
+            continue
+        missing.append(f"{layer}/{var_name}")
+    problems = []
+    if unexpected:
+        problems.append(f"checkpoint tensors with no matching model variable: {unexpected}")
+    if mismatched:
+        problems.append(f"shape mismatches (checkpoint -> model): {mismatched}")
+    if missing:
+        problems.append(f"model variables the checkpoint does not provide: {missing}")
+    if problems:
+        raise ValueError(f"Cannot load the {layout}-layout checkpoint into model "
+                         f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
+    for target, array in assignments.items():
+        variables[target].assign(array.astype(variables[target].dtype))
+    if temporal_missing:
+        _info(f"Backbone-only checkpoint: {len(temporal_missing)} temporal-module variables "
+              f"keep their initialisation.", verbose)
+    return {"layout": layout, "temporal": temporal, "head_loaded": head_loaded}
+
+
+def load_torch_checkpoint(model, path, layout=None, use_torch=False, verbose=True):
+    """Reads a .pth/.pt checkpoint safely and assigns it to `model` (see assign_state_dict)."""
+    state_dict = pth_reader.extract_state_dict(pth_reader.read_checkpoint(path, use_torch))
+    return assign_state_dict(model, state_dict, layout, verbose)
+
+
+def head_classes(state_dict, layout=None):
+    """Class count of a state dict's classifier, or None when it has none."""
+    canonical, _, _ = layouts.canonicalize(state_dict, layout)
+    fc = canonical.get("fc.weight")
+    return None if fc is None else int(fc.shape[0])
+
+
+def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=None,
+                       normalization="imagenet", use_torch=False, verbose=True):
+    """Converts a PyTorch checkpoint to a keras_tin .weights.h5 file.
+
+    Args:
+        in_path: the .pth / .pt checkpoint.
+        out_path: where to write the Keras weights (must end with .weights.h5).
+        arch: e.g. "tin_resnet50", "tsm_resnet50", "tsn_resnet18".
+        frames: frames per clip the checkpoint was trained with (8 for every release).
+        classes: classifier size; None takes it from the checkpoint.
+        layout: "openmmlab", "authors", "torchvision" or None to detect.
+        normalization: recorded in the built model ("imagenet", "inception" or None); it has
+            no weights, so the .weights.h5 is the same either way.
+        use_torch: read the checkpoint with torch.load(weights_only=True).
+
+    Returns:
+        The Keras model holding the converted weights.
+    """
+    from keras_tin.applications.temporal_resnet import TemporalResNet
+
+    if not str(out_path).endswith(".weights.h5"):
+        raise ValueError(f"out_path must end with .weights.h5. Received: out_path={out_path!r}")
+    temporal, depth = parse_architecture(arch)
+    state_dict = pth_reader.extract_state_dict(pth_reader.read_checkpoint(in_path, use_torch))
+    if classes is None:
+        classes = head_classes(state_dict, layout)
+    model = TemporalResNet(temporal, depth, frames=frames, include_top=classes is not None,
+                           classes=classes or 1, normalization=normalization)
+    assign_state_dict(model, state_dict, layout, verbose)
+    model.save_weights(str(out_path))
+    return model

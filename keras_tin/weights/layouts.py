@@ -1,0 +1,167 @@
+"""Key layouts of the published PyTorch checkpoints, mapped onto keras_tin's layers.
+
+Every layout is first rewritten to one canonical, torchvision-like naming:
+
+    conv1.weight, bn1.{weight,bias,running_mean,running_var},
+    layer{L}.{b}.conv{i}.weight, layer{L}.{b}.bn{i}.*,
+    layer{L}.{b}.downsample.0.weight, layer{L}.{b}.downsample.1.*,
+    layer{L}.{b}.tin.{offset_conv,offset_fc1,offset_fc2,weight_conv}.{weight,bias},
+    fc.{weight,bias}
+
+and the canonical names are then mapped to Keras variables with the layout
+conversions of TIN_SPEC.md (Conv2d [out,in,kh,kw] -> [kh,kw,in,out], Conv1d
+[out,in,k] -> [k,in,out], Linear [out,in] -> [in,out]).
+
+Layouts (TIN_SPEC.md, "Released checkpoints"):
+- "openmmlab": mmaction2 recognizers: backbone.* (ConvModule conv/bn pairs; TSM wraps the
+  first conv as conv1.conv.net, TIN as conv1.conv.net1 (offset_net/weight_net) + net2),
+  cls_head.fc_cls.*.
+- "authors": the MIT TSM release and the TIN authors' X-Temporal release:
+  module.base_model.* with torchvision names (TSM: conv1.net; TIN: conv1.net1.biasnet /
+  weightnet + conv1.net2), head module.new_fc.*.
+- "torchvision": a plain ImageNet ResNet (conv1.weight, ..., fc.*), used to initialise
+  a backbone.
+"""
+
+import re
+
+import numpy as np
+
+IGNORED_SUFFIXES = ("num_batches_tracked",)
+BLOCK = r"(layer[1-4]\.\d+)"
+
+_OPENMMLAB_RULES = [
+    (r"^backbone\.conv1\.conv\.weight$", r"conv1.weight"),
+    (r"^backbone\.conv1\.bn\.(\w+)$", r"bn1.\1"),
+    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net1\.offset_net\.(conv|fc1|fc2)\.(weight|bias)$",
+     r"\1.tin.offset_\2.\3"),
+    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net1\.weight_net\.conv\.(weight|bias)$",
+     r"\1.tin.weight_conv.\2"),
+    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net2\.weight$", r"\1.conv1.weight"),
+    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net\.weight$", r"\1.conv1.weight"),
+    (rf"^backbone\.{BLOCK}\.conv([1-3])\.conv\.weight$", r"\1.conv\2.weight"),
+    (rf"^backbone\.{BLOCK}\.conv([1-3])\.bn\.(\w+)$", r"\1.bn\2.\3"),
+    (rf"^backbone\.{BLOCK}\.downsample\.conv\.weight$", r"\1.downsample.0.weight"),
+    (rf"^backbone\.{BLOCK}\.downsample\.bn\.(\w+)$", r"\1.downsample.1.\2"),
+    (r"^cls_head\.fc_cls\.(weight|bias)$", r"fc.\1"),
+]
+
+_AUTHORS_RULES = [
+    (rf"^{BLOCK}\.conv1\.net1\.biasnet\.net\.conv\.(weight|bias)$", r"\1.tin.offset_conv.\2"),
+    (rf"^{BLOCK}\.conv1\.net1\.biasnet\.net\.fc\.(weight|bias)$", r"\1.tin.offset_fc1.\2"),
+    (rf"^{BLOCK}\.conv1\.net1\.biasnet\.net\.lastlayer\.(weight|bias)$", r"\1.tin.offset_fc2.\2"),
+    (rf"^{BLOCK}\.conv1\.net1\.weightnet\.net\.lastlayer\.(weight|bias)$",
+     r"\1.tin.weight_conv.\2"),
+    (rf"^{BLOCK}\.conv1\.net2\.weight$", r"\1.conv1.weight"),
+    (rf"^{BLOCK}\.conv1\.net\.weight$", r"\1.conv1.weight"),
+    (r"^new_fc\.(weight|bias)$", r"fc.\1"),
+]
+
+_TORCHVISION_RULES = [
+    (r"^conv1\.weight$", r"conv1.weight"),
+    (r"^bn1\.(\w+)$", r"bn1.\1"),
+    (rf"^{BLOCK}\.conv([1-3])\.weight$", r"\1.conv\2.weight"),
+    (rf"^{BLOCK}\.bn([1-3])\.(\w+)$", r"\1.bn\2.\3"),
+    (rf"^{BLOCK}\.downsample\.([01])\.(\w+)$", r"\1.downsample.\2.\3"),
+    (r"^fc\.(weight|bias)$", r"fc.\1"),
+]
+
+LAYOUTS = ("openmmlab", "authors", "torchvision")
+
+
+def detect_layout(keys):
+    """'openmmlab', 'authors' or 'torchvision' from the state-dict keys."""
+    keys = list(keys)
+    if any(k.startswith("backbone.") for k in keys):
+        return "openmmlab"
+    if any("base_model." in k for k in keys):
+        return "authors"
+    stripped = [k[len("module."):] if k.startswith("module.") else k for k in keys]
+    if "conv1.weight" in stripped and any(k.startswith("layer1.") for k in stripped):
+        return "torchvision"
+    raise ValueError(
+        "Unrecognised checkpoint layout: expected OpenMMLab keys (backbone.*, cls_head.*), "
+        "the authors' keys (module.base_model.*, module.new_fc.*) or torchvision ResNet keys. "
+        f"First keys: {keys[:8]}")
+
+
+def detect_temporal(canonical_keys, raw_keys):
+    """'tin', 'tsm', 'tsn', or None for a plain image backbone (torchvision)."""
+    if any(".tin." in k for k in canonical_keys):
+        return "tin"
+    if any(re.search(r"\.conv1\.(conv\.)?net\.weight$", k) for k in raw_keys):
+        return "tsm"
+    return "tsn"
+
+
+def canonicalize(state_dict, layout=None):
+    """Rewrites a state dict to canonical names.
+
+    Returns (canonical dict, layout, temporal kind). Raises ValueError listing every key
+    that no rule maps (never a silently partial conversion).
+    """
+    layout = layout or detect_layout(state_dict)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}. Received: layout={layout!r}")
+    out, unmapped = {}, []
+    for key, value in state_dict.items():
+        if key.endswith(IGNORED_SUFFIXES):
+            continue
+        name = key[len("module."):] if key.startswith("module.") else key
+        if layout == "authors":
+            name = name[len("base_model."):] if name.startswith("base_model.") else name
+            rules = _AUTHORS_RULES + _TORCHVISION_RULES
+        elif layout == "openmmlab":
+            rules = _OPENMMLAB_RULES
+        else:
+            rules = _TORCHVISION_RULES
+        for pattern, repl in rules:
+            if re.match(pattern, name):
+                new = re.sub(pattern, repl, name)
+                if new in out:
+                    raise ValueError(f"Two checkpoint keys map to {new!r} (second: {key!r}).")
+                out[new] = np.asarray(value)
+                break
+        else:
+            unmapped.append(key)
+    if unmapped:
+        raise ValueError(
+            f"{len(unmapped)} checkpoint keys have no place in a keras_tin temporal ResNet "
+            f"({layout} layout); nothing was loaded. Unmapped keys: {unmapped}")
+    temporal = None if layout == "torchvision" else detect_temporal(out, state_dict)
+    return out, layout, temporal
+
+
+_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+       "running_var": "moving_variance"}
+_TIN = {"offset_conv": "offset_conv", "offset_fc1": "offset_fc1", "offset_fc2": "offset_fc2",
+        "weight_conv": "weight_conv"}
+
+
+def keras_target(canonical):
+    """(keras layer name, variable name, transpose axes or None) for a canonical key."""
+    parts = canonical.split(".")
+    if parts[0] == "fc":
+        return "fc", {"weight": "kernel", "bias": "bias"}[parts[1]], \
+            ((1, 0) if parts[1] == "weight" else None)
+    if parts[0] == "conv1":
+        return "conv1", "kernel", (2, 3, 1, 0)
+    if parts[0] == "bn1":
+        return "bn1", _BN[parts[1]], None
+    block = f"{parts[0]}_{parts[1]}"
+    kind = parts[2]
+    if kind.startswith("conv"):
+        return f"{block}_{kind}", "kernel", (2, 3, 1, 0)
+    if kind.startswith("bn"):
+        return f"{block}_{kind}", _BN[parts[3]], None
+    if kind == "downsample":
+        if parts[3] == "0":
+            return f"{block}_downsample_conv", "kernel", (2, 3, 1, 0)
+        return f"{block}_downsample_bn", _BN[parts[4]], None
+    if kind == "tin":
+        module, what = parts[3], parts[4]
+        var = f"{_TIN[module]}_{'kernel' if what == 'weight' else 'bias'}"
+        if what == "bias":
+            return f"{block}_conv1", var, None
+        return f"{block}_conv1", var, ((1, 0) if "fc" in module else (2, 1, 0))
+    raise KeyError(canonical)

@@ -1,0 +1,116 @@
+"""The pretrained-weights manifest (manifest.json) and hash-checked downloads."""
+
+import functools
+import hashlib
+import json
+import os
+import warnings
+
+MANIFEST = os.path.join(os.path.dirname(__file__), "manifest.json")
+CACHE_SUBDIR = os.path.join("models", "keras_tin")
+ALLOW_UNVERIFIED_ENV = "KERAS_TIN_ALLOW_UNVERIFIED"
+
+
+@functools.lru_cache(maxsize=None)
+def _records():
+    with open(MANIFEST, encoding="utf-8") as f:
+        records = json.load(f)["records"]
+    return {r["name"]: r for r in records}
+
+
+def list_pretrained(architecture=None):
+    """Names of the manifest's checkpoints, optionally for one architecture."""
+    return sorted(n for n, r in _records().items()
+                  if architecture is None or r["architecture"] == architecture)
+
+
+def get_record(name):
+    """The manifest record (a dict copy) of a pretrained checkpoint name."""
+    try:
+        return dict(_records()[name])
+    except KeyError:
+        raise ValueError(f"Unknown pretrained weights name. Received: weights={name!r}. "
+                         f"Known names: {list_pretrained()}") from None
+
+
+def is_pretrained_name(weights):
+    return isinstance(weights, str) and weights in _records()
+
+
+def sha256_of(path, chunk_size=1 << 20):
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def verify_hash(path, sha256=None, sha256_prefix=None, name=None, allow_unverified=False):
+    """Checks a file against a full sha256 or a published prefix; returns the actual sha256.
+
+    Raises ValueError naming both hashes on a mismatch, and ValueError when there is
+    nothing to check against unless `allow_unverified` (then it warns with the hash).
+    """
+    actual = sha256_of(path)
+    label = f"'{name}'" if name else os.path.basename(path)
+    expected = sha256 or sha256_prefix
+    if expected is None:
+        if allow_unverified or os.environ.get(ALLOW_UNVERIFIED_ENV) == "1":
+            warnings.warn(f"{label}: no published hash to verify {path} against; loading it "
+                          f"unverified (its sha256 is {actual}).", stacklevel=3)
+            return actual
+        raise ValueError(
+            f"{label}: the manifest has no published hash for this file, so {path} cannot be "
+            f"verified (its sha256 is {actual}). Check it against the publisher yourself, then "
+            f"pass allow_unverified=True or set {ALLOW_UNVERIFIED_ENV}=1, or load the local path.")
+    expected = expected.lower()
+    if not actual.startswith(expected) or (sha256 and actual != expected):
+        raise ValueError(
+            f"sha256 mismatch for {label} ({path}): expected {expected}"
+            f"{'' if sha256 else ' (published prefix)'}, got {actual}. The file is corrupt, "
+            f"incomplete or not the published one.")
+    return actual
+
+
+def download(name, cache_dir=None, allow_unverified=False):
+    """Downloads a manifest checkpoint into the Keras cache and verifies its hash.
+
+    Returns the local path. keras.utils.get_file does the download (and the full-hash
+    check when a full sha256 is known); the published-prefix check is done here.
+    A file that fails the check is removed from the cache.
+    """
+    import keras
+
+    record = get_record(name)
+    url = record.get("url")
+    if not url:
+        raise ValueError(
+            f"'{name}' has no direct download URL; get it from {record.get('download_page')} "
+            f"and pass the local file as weights=<path>.")
+    fname = url.rstrip("/").split("/")[-1]
+    sha256 = record.get("sha256")
+    try:
+        path = keras.utils.get_file(fname, origin=url, file_hash=sha256,
+                                    hash_algorithm="sha256", cache_subdir=CACHE_SUBDIR,
+                                    cache_dir=cache_dir)
+    except ValueError as e:
+        if "hash" not in str(e):
+            raise
+        path = os.path.join(cache_dir or os.path.join(os.path.expanduser("~"), ".keras"),
+                            CACHE_SUBDIR, fname)
+        actual = sha256_of(path) if os.path.exists(path) else "unavailable"
+        _remove(path)
+        raise ValueError(f"sha256 mismatch for '{name}' ({url}): expected {sha256}, got "
+                         f"{actual}.") from e
+    try:
+        verify_hash(path, sha256, record.get("sha256_prefix"), name, allow_unverified)
+    except ValueError as e:
+        if "mismatch" in str(e):
+            _remove(path)
+        raise
+    return path
+
+
+def _remove(path):
+    if os.path.exists(path):
+        os.remove(path)
