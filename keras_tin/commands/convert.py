@@ -1,0 +1,29 @@
+"""keras-tin convert: a PyTorch TIN/TSM/TSN checkpoint -> .weights.h5 (see keras_tin.weights)."""
+
+
+def add_arguments(parser):
+    parser.add_argument("input", help="PyTorch checkpoint (.pth / .pt)")
+    parser.add_argument("output", help="Keras weights file to write (.weights.h5)")
+    parser.add_argument("--arch", required=True,
+                        help="tin_resnet50, tsm_resnet50, tsn_resnet18, ... (temporal_resnetDEPTH)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
+    parser.add_argument("--classes", type=int, default=None,
+                        help="classifier size (default: the checkpoint's)")
+    parser.add_argument("--layout", choices=("openmmlab", "authors", "torchvision"),
+                        default=None, help="key layout (default: detected)")
+    parser.add_argument("--use-torch", action="store_true",
+                        help="read the checkpoint with torch.load(weights_only=True)")
+
+
+def run(args):
+    from keras_tin.weights.convert import convert_checkpoint
+
+    try:
+        model = convert_checkpoint(args.input, args.output, args.arch, frames=args.frames,
+                                   classes=args.classes, layout=args.layout,
+                                   use_torch=args.use_torch)
+    except (ValueError, OSError) as e:
+        print(f"keras-tin convert: error: {e}")
+        return 1
+    print(f"Wrote {args.output} ({model.name}, {model.count_params():,} parameters).")
+    return 0
