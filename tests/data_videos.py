@@ -43,6 +43,7 @@ def write_video(path, num_frames, codec="mpeg4-mp4", width=WIDTH, height=HEIGHT,
     path = str(path)
     if not path.endswith(ext):
         path += ext
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if writer == "opencv":
         out = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
         assert out.isOpened(), f"OpenCV cannot write {codec}"
