@@ -14,3 +14,7 @@ from keras_tin.applications.temporal_resnet import TSNResNet18
 from keras_tin.applications.temporal_resnet import TSNResNet34
 from keras_tin.applications.temporal_resnet import TSNResNet50
 from keras_tin.applications.temporal_resnet import TSNResNet101
+from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
+from keras_tin.applications.mobilenet_v2 import TINMobileNetV2
+from keras_tin.applications.mobilenet_v2 import TSMMobileNetV2
+from keras_tin.applications.mobilenet_v2 import TSNMobileNetV2

@@ -10,3 +10,5 @@ from keras_tin.export.saved_model import export_saved_model
 from keras_tin.export.tflite import convert_tflite
 from keras_tin.export.tflite import export_tflite
 from keras_tin.export.tflite import QUANTIZATIONS
+from keras_tin.export.litert import TFLiteModel
+from keras_tin.export.litert import op_names

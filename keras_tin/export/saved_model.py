@@ -2,7 +2,7 @@
 
 import os
 
-from keras_tin.export.serving import export_archive
+from keras_tin.export.serving import write_archive
 
 
 def export_saved_model(model, path, input_dtype="uint8", batch_size=None,
@@ -32,7 +32,6 @@ def export_saved_model(model, path, input_dtype="uint8", batch_size=None,
         loaded = tf.saved_model.load(path)
         probs = loaded.signatures["serving_default"](clips=uint8_clips)["predictions"]
     """
-    archive = export_archive(model, batch_size=batch_size, input_dtype=input_dtype,
-                             endpoint=endpoint, output_name=output_name)
-    archive.write_out(os.fspath(path), verbose=verbose)
+    write_archive(model, os.fspath(path), batch_size=batch_size, input_dtype=input_dtype,
+                  endpoint=endpoint, output_name=output_name, verbose=verbose)
     return path

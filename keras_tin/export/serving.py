@@ -54,16 +54,21 @@ def serving_fn(model, output_name="predictions"):
     return serve
 
 
-def export_archive(model, batch_size=None, input_dtype="uint8", endpoint="serve",
-                   output_name="predictions"):
-    """A keras ExportArchive with one endpoint traced on the portable path."""
+def write_archive(model, path, batch_size=None, input_dtype="uint8", endpoint="serve",
+                  output_name="predictions", verbose=False):
+    """Writes a SavedModel with one endpoint (and serving_default) traced on the portable path.
+
+    Both add_endpoint and write_out run inside portable_only(): tf.saved_model.save traces
+    the endpoint again, and a trace outside the context would pick the custom op.
+    """
     import keras
 
     from keras_tin.ops.dispatch import portable_only
 
     spec = input_spec(model, batch_size, input_dtype)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
     with portable_only():
+        archive = keras.export.ExportArchive()
+        archive.track(model)
         archive.add_endpoint(endpoint, serving_fn(model, output_name), input_signature=[spec])
-    return archive
+        archive.write_out(path, verbose=verbose)
+    return path

@@ -11,7 +11,7 @@ import tempfile
 
 from keras_tin.export import calibration
 from keras_tin.export.serving import clip_shape
-from keras_tin.export.serving import export_archive
+from keras_tin.export.serving import write_archive
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
@@ -32,9 +32,8 @@ def convert_tflite(model, quantize=None, representative_dataset=None, batch_size
     import tensorflow as tf
 
     _check(quantize, representative_dataset)
-    archive = export_archive(model, batch_size=batch_size, input_dtype=input_dtype)
     with tempfile.TemporaryDirectory() as tmp:
-        archive.write_out(tmp, verbose=False)
+        write_archive(model, tmp, batch_size=batch_size, input_dtype=input_dtype)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize == "float16":

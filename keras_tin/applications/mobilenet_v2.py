@@ -1,0 +1,201 @@
+"""Temporal MobileNetV2: TIN, TSM and TSN on the mobile backbone.
+
+torchvision-style MobileNetV2 (symmetric zero padding, bias-free convs, BatchNorm eps
+1e-5, ReLU6). As in the TSM authors' mobile models, the temporal module sits only in the
+inverted residual blocks that have a residual connection (stride 1, same width), on the
+residual branch in front of the first (1x1 expansion) conv; the shortcut sees the
+un-shifted input. Frames are folded into the batch inside the model and the TSN head
+averages the per-frame logits, exactly as in the temporal ResNets.
+
+TIN interlaces 4 equal channel groups, so it needs (channels // shift_div) % 4 == 0. With
+shift_div=4 that holds for every MobileNetV2 width but 24 (stage 2): there the block uses
+the divisor nearest to 4 that works (3 for 24 channels: 8 interlaced channels).
+"""
+
+import keras
+
+from keras_tin import layers as tin_layers
+from keras_tin.applications.partial_bn import freeze_batchnorm
+from keras_tin.applications.temporal_resnet import NORMALIZATIONS
+from keras_tin.applications.temporal_resnet import _batch_norm
+from keras_tin.applications.temporal_resnet import _check_args
+from keras_tin.applications.temporal_resnet import _clip_shape
+
+# (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper.
+INVERTED_RESIDUAL_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+TIN_SHIFT_DIV = 4
+TSM_SHIFT_DIV = 8
+
+
+def make_divisible(value, divisor=8):
+    """Width rounding of the reference MobileNetV2 (never below 90% of `value`)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+def tin_shift_div(channels, preferred=TIN_SHIFT_DIV):
+    """The divisor nearest to `preferred` giving 4 equal interlaced groups, or None."""
+    candidates = [d for d in range(2, channels + 1)
+                  if channels % d == 0 and (channels // d) % 4 == 0]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda d: (abs(d - preferred), -d))
+
+
+def _temporal_module(kind, frames, channels, name, implementation):
+    if kind == "tin":
+        div = tin_shift_div(channels)
+        if div is None:
+            return None
+        return tin_layers.TemporalInterlace(frames, shift_div=div, implementation=implementation,
+                                            name=name + "_tin")
+    if kind == "tsm":
+        return tin_layers.TemporalShift(frames, shift_div=TSM_SHIFT_DIV, name=name + "_tsm")
+    return None
+
+
+def _conv(filters, kernel_size, strides, name, module=None, fuse=True):
+    return tin_layers.TemporalConv2D(filters, kernel_size, strides, padding=kernel_size // 2,
+                                     temporal_module=module, fuse=fuse, name=name)
+
+
+def _depthwise(x, strides, name):
+    x = keras.layers.ZeroPadding2D(1, name=name + "_pad")(x)  # PyTorch's padding=1
+    return keras.layers.DepthwiseConv2D(3, strides, padding="valid", use_bias=False,
+                                        name=name)(x)
+
+
+def _inverted_residual(x, filters, strides, expansion, name, temporal, frames, implementation,
+                       fuse):
+    channels = x.shape[-1]
+    residual = strides == 1 and channels == filters
+    module = None
+    if residual:
+        module = _temporal_module(temporal, frames, channels, name, implementation)
+    y = x
+    if expansion != 1:
+        y = _conv(channels * expansion, 1, 1, name + "_expand", module, fuse)(y)
+        y = keras.layers.ReLU(6.0)(_batch_norm(name + "_expand_bn")(y))
+    elif module is not None:
+        # No expansion conv to fuse into: apply the module on its own. (Unused with the
+        # standard settings: the only t=1 block changes width, so it has no residual.)
+        y = module(y)
+    y = _depthwise(y, strides, name + "_depthwise")
+    y = keras.layers.ReLU(6.0)(_batch_norm(name + "_depthwise_bn")(y))
+    y = _conv(filters, 1, 1, name + "_project")(y)
+    y = _batch_norm(name + "_project_bn")(y)
+    if residual:
+        y = keras.layers.Add(name=name + "_add")([x, y])
+    return y
+
+
+def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None,
+                        input_tensor=None, input_shape=None, pooling=None, classes=400,
+                        classifier_activation="softmax", dropout_rate=0.5, alpha=1.0,
+                        partial_bn=False, normalization="imagenet", implementation="auto",
+                        fuse=True, name=None):
+    """Builds a temporal MobileNetV2; TINMobileNetV2 / TSMMobileNetV2 / TSNMobileNetV2 fix
+    `temporal`.
+
+    Arguments are those of `keras_tin.applications.TemporalResNet` (without `depth`), plus
+    `alpha`, the width multiplier (1.0: 3.5M parameters with 1000 classes).
+
+    Returns:
+        A keras.Model on clips of shape (batch, frames, H, W, 3), RGB in [0, 255].
+    """
+    _check_args(temporal, 50, frames, weights, include_top, pooling, classes, input_shape,
+                normalization)
+    if not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ValueError(f"alpha must be a positive number. Received: alpha={alpha!r}")
+    if input_tensor is None:
+        inputs = keras.Input(shape=_clip_shape(input_shape, frames), name="clips")
+        x = inputs
+    else:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        x = input_tensor
+    if normalization is not None:
+        mean, std = NORMALIZATIONS[normalization]
+        x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
+                                       name="normalization")(x)
+    x = tin_layers.FoldFrames(frames, name="fold_frames")(x)  # (B*T, H, W, 3)
+    x = _conv(make_divisible(32 * alpha), 3, 2, "conv1")(x)
+    x = keras.layers.ReLU(6.0)(_batch_norm("bn1")(x))
+    index = 0
+    for expansion, channels, blocks, first_stride in INVERTED_RESIDUAL_SETTINGS:
+        filters = make_divisible(channels * alpha)
+        for b in range(blocks):
+            x = _inverted_residual(x, filters, first_stride if b == 0 else 1, expansion,
+                                   f"block{index}", temporal, frames, implementation, fuse)
+            index += 1
+    last = make_divisible(1280 * max(1.0, alpha))
+    x = _conv(last, 1, 1, "conv_last")(x)
+    x = keras.layers.ReLU(6.0)(_batch_norm("conv_last_bn")(x))
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (B*T, C)
+        x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+        x = keras.layers.Dense(classes, name="fc")(x)  # per-frame logits
+        x = tin_layers.FrameConsensus(frames, name="consensus")(x)  # (B, classes)
+        x = keras.layers.Activation(classifier_activation, dtype="float32",
+                                    name="predictions")(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = tin_layers.FrameConsensus(frames, name="consensus")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)
+        x = keras.layers.GlobalMaxPooling1D(name="max_over_frames")(x)
+    else:
+        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)  # (B, T, h, w, C)
+    if name is None:
+        name = f"{temporal}_mobilenet_v2"
+    model = keras.Model(inputs, x, name=name)
+    if weights is not None:
+        from keras_tin.weights.loading import load_weights
+        load_weights(model, weights)
+    if partial_bn:
+        freeze_batchnorm(model)
+    return model
+
+
+def _build(temporal, frames, include_top, weights, input_tensor, input_shape, pooling, classes,
+           classifier_activation, dropout_rate, name, kwargs):
+    return TemporalMobileNetV2(temporal, frames=frames, include_top=include_top, weights=weights,
+                               input_tensor=input_tensor, input_shape=input_shape,
+                               pooling=pooling, classes=classes,
+                               classifier_activation=classifier_activation,
+                               dropout_rate=dropout_rate, name=name, **kwargs)
+
+
+def TINMobileNetV2(frames=8, include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=400, classifier_activation="softmax",
+                   dropout_rate=0.5, name=None, **kwargs):
+    """TIN-MobileNetV2: `TemporalMobileNetV2(temporal="tin", ...)`; see it for arguments."""
+    return _build("tin", frames, include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, dropout_rate, name, kwargs)
+
+
+def TSMMobileNetV2(frames=8, include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=400, classifier_activation="softmax",
+                   dropout_rate=0.5, name=None, **kwargs):
+    """TSM-MobileNetV2 (the TSM authors' mobile model): `TemporalMobileNetV2(temporal="tsm",
+    ...)`; see it for arguments."""
+    return _build("tsm", frames, include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, dropout_rate, name, kwargs)
+
+
+def TSNMobileNetV2(frames=8, include_top=True, weights=None, input_tensor=None,
+                   input_shape=None, pooling=None, classes=400, classifier_activation="softmax",
+                   dropout_rate=0.5, name=None, **kwargs):
+    """TSN-MobileNetV2 (no temporal module): `TemporalMobileNetV2(temporal="tsn", ...)`."""
+    return _build("tsn", frames, include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, dropout_rate, name, kwargs)

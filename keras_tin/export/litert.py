@@ -1,0 +1,82 @@
+"""Running and inspecting exported .tflite files with LiteRT (ai-edge-litert)."""
+
+import os
+
+import numpy as np
+
+INSTALL_HINT = ("Running .tflite files needs LiteRT: pip install ai-edge-litert "
+                "(or pip install 'keras-tin[tflite]').")
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return Interpreter
+
+
+def load_interpreter(model, num_threads=None):
+    """A LiteRT Interpreter (XNNPACK on CPU) on a .tflite path or flatbuffer bytes."""
+    Interpreter = _interpreter_class()
+    if isinstance(model, (bytes, bytearray)):
+        interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+    else:
+        interpreter = Interpreter(model_path=os.fspath(model), num_threads=num_threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def op_names(model):
+    """Sorted distinct operator names of a .tflite file or flatbuffer ("CONV_2D", ...).
+
+    "DELEGATE" marks nodes XNNPACK took over; Flex ops appear as "FlexXxx" / "CUSTOM".
+    """
+    interpreter = load_interpreter(model)
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+class TFLiteModel:
+    """Calls a .tflite classifier like a Keras model: float clips in, float outputs out.
+
+    Quantized inputs/outputs (uint8/int8 I/O) are (de)quantized with the file's own
+    scale and zero point, so callers always see the model's float semantics.
+    """
+
+    def __init__(self, model, num_threads=None):
+        self.interpreter = load_interpreter(model, num_threads)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    @property
+    def input_shape(self):
+        return tuple(int(d) for d in self.input["shape"])
+
+    def _quantize_input(self, x):
+        dtype = self.input["dtype"]
+        scale, zero = self.input["quantization"]
+        if dtype in (np.int8, np.int16) and scale:
+            info = np.iinfo(dtype)
+            return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        return x.astype(dtype)
+
+    def _dequantize_output(self, y):
+        scale, zero = self.output["quantization"]
+        if y.dtype != np.float32 and scale:
+            return (y.astype(np.float32) - zero) * scale
+        return y.astype(np.float32)
+
+    def invoke(self, clip):
+        """One batch of the file's static shape."""
+        self.interpreter.set_tensor(self.input["index"], self._quantize_input(np.asarray(clip)))
+        self.interpreter.invoke()
+        return self._dequantize_output(self.interpreter.get_tensor(self.output["index"]))
+
+    def __call__(self, clips):
+        """Any number of clips (N, frames, H, W, 3), run in batches of the file's batch."""
+        clips = np.asarray(clips)
+        batch = self.input_shape[0]
+        if clips.shape[0] % batch:
+            raise ValueError(f"The file takes batches of {batch}; got {clips.shape[0]} clips.")
+        return np.concatenate([self.invoke(clips[i:i + batch])
+                               for i in range(0, clips.shape[0], batch)])
