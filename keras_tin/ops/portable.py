@@ -14,6 +14,7 @@ TFLite builtins (matmul, transpose, reshape, elementwise).
 """
 
 from keras import ops
+from keras.backend import standardize_dtype
 
 NUM_GROUPS = 4
 
@@ -26,13 +27,16 @@ def mirror_groups(offsets2, weights2):
 
 
 def interpolation_matrix(offsets, weights, frames, subtract_identity=False):
-    """(N, 4) offsets and (N, T, 4) weights -> (N, 4, T, T) float32 matrices.
+    """(N, 4) offsets and (N, T, 4) weights -> (N, 4, T, T) float32 (or float64) matrices.
 
     With subtract_identity, returns K - I so that K @ X - X (the change the
     interlace makes) comes out of the same matmul.
     """
-    offsets = ops.cast(offsets, "float32")
-    weights = ops.cast(weights, "float32")
+    # float32 under mixed precision (a is a sub-frame fraction); float64 stays float64
+    # so that numerical gradient checks can be tight.
+    dtype = "float64" if standardize_dtype(offsets.dtype) == "float64" else "float32"
+    offsets = ops.cast(offsets, dtype)
+    weights = ops.cast(weights, dtype)
     # The masks compare integers as int32, not floats: an int8 TFLite export quantizes
     # every float tensor, and a quantized k or t - s is no longer an exact integer, so a
     # float equality silently misses. int32 tensors are never quantized.
@@ -41,12 +45,12 @@ def interpolation_matrix(offsets, weights, frames, subtract_identity=False):
     k = ops.stop_gradient(ops.floor(offsets))[:, :, None, None]  # (N, 4, 1, 1)
     a = offsets[:, :, None, None] - k
     k_int = ops.cast(k, "int32")
-    hit0 = ops.cast(ops.equal(lag, k_int), "float32")  # (N, 4, T, T)
-    hit1 = ops.cast(ops.equal(lag, k_int + 1), "float32")
+    hit0 = ops.cast(ops.equal(lag, k_int), dtype)  # (N, 4, T, T)
+    hit1 = ops.cast(ops.equal(lag, k_int + 1), dtype)
     mat = (1.0 - a) * hit0 + a * hit1
     mat = mat * ops.transpose(weights, (0, 2, 1))[:, :, :, None]  # weight of output step t
     if subtract_identity:
-        mat = mat - ops.eye(frames, dtype="float32")
+        mat = mat - ops.eye(frames, dtype=dtype)
     return mat
 
 
