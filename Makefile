@@ -11,6 +11,9 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e ".[cpu,test]"
+	# The TIN custom op (C++; cached per TF version). A failed build only warns: the
+	# layer then uses the portable path, and the op also builds lazily on first use.
+	$(PY) -m keras_tin.ops.custom_op
 	touch $(STAMP)
 
 setup: $(STAMP)

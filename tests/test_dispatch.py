@@ -218,3 +218,14 @@ def test_non_tensorflow_backend_reports_and_falls_back(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "JAX_OK" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_info_command_reports_versions_backend_and_op(capsys):
+    from keras_tin import cli
+
+    assert cli.main(["info", "--no-build"]) == 0
+    out = capsys.readouterr().out
+    assert f"keras       {keras.__version__}" in out
+    assert "backend     tensorflow" in out
+    assert f"tensorflow  {tf.__version__}" in out
+    assert "custom op   ACTIVE" in out
