@@ -1,0 +1,30 @@
+"""`keras-tin predict VIDEO...`: top-k labels with scores."""
+
+import json
+
+
+def add_arguments(parser):
+    parser.add_argument("videos", nargs="+", help="video files or frame folders")
+    parser.add_argument("--model", required=True, help="a .keras model or a pretrained name")
+    parser.add_argument("--labels", default=None,
+                        help="class names, one per line (default: labels.txt beside the model)")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--num-clips", type=int, default=1)
+    parser.add_argument("--num-crops", type=int, default=1, choices=(1, 3))
+    parser.add_argument("--decoder", default="opencv", choices=("opencv", "pyav"))
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a list")
+
+
+def run(args):
+    from keras_tin.commands.evaluate import load_model
+    from keras_tin.training.prediction import find_labels
+    from keras_tin.training.prediction import format_predictions
+    from keras_tin.training.prediction import predict_files
+
+    model = load_model(args.model)
+    names = find_labels(args.model if args.model.endswith(".keras") else None, args.labels,
+                        model.output_shape[-1])
+    results = predict_files(model, args.videos, args.top_k, names, args.num_clips,
+                            args.num_crops, args.decoder)
+    print(json.dumps(results, indent=2) if args.json else format_predictions(results))
+    return 0 if all("error" not in r for r in results) else 1
