@@ -92,13 +92,14 @@ def cv2_error():
 
 def build_dataset(info, frames=8, training=None, batch_size=8, image_size=224, sampling="segment",
                   num_clips=1, num_crops=1, flip=None, shuffle=None, cache=False, seed=None,
-                  deterministic=False, normalization=None, backend="opencv", seek=True,
+                  deterministic=None, normalization=None, backend="opencv", seek=True,
                   resize_short=256, scales=augmentation.TRAIN_SCALES, dense_stride=None,
                   drop_remainder=None, num_parallel_calls=None):
     """The tf.data pipeline over an already listed `DatasetInfo` (see `load_dataset`)."""
     training = info.split == "train" if training is None else bool(training)
     flip = info.flip if flip is None else bool(flip)
     shuffle = training if shuffle is None else bool(shuffle)
+    deterministic = not training if deterministic is None else bool(deterministic)
     drop_remainder = training if drop_remainder is None else bool(drop_remainder)
     if normalization is not None and normalization not in _normalizations():
         raise ValueError(f"normalization must be None or one of {sorted(_normalizations())}. "
@@ -174,7 +175,7 @@ def _label_fn(info):
 
 def load_dataset(name, root, split="train", frames=8, training=None, batch_size=8, image_size=224,
                  sampling="segment", num_clips=1, num_crops=1, flip=None, shuffle=None, cache=False,
-                 seed=None, deterministic=False, on_error="skip", report_path=None,
+                 seed=None, deterministic=None, on_error="skip", report_path=None,
                  normalization=None, backend="opencv", fold=1, with_info=False, **kwargs):
     """A `tf.data.Dataset` of ``(clips, labels)`` batches for a benchmark or a folder of videos.
 
@@ -200,7 +201,9 @@ def load_dataset(name, root, split="train", frames=8, training=None, batch_size=
       cache: cache decoded clips in memory (True) or in a file (a path). Cached
         training clips keep their first epoch's sampling and augmentation.
       seed: seeds shuffling, sampling and augmentation.
-      deterministic: keep element order fixed (with ``seed``: identical epochs run to run).
+      deterministic: keep element order fixed (with ``seed``: identical runs). Default
+        False in training (faster), True otherwise: evaluation batches then follow
+        ``info.samples`` order (less skipped videos).
       on_error: "skip" (drop bad videos, count them, log a warning, optional
         ``report_path`` JSON report) or "raise" (fail on the first, naming the file).
       normalization: None (float32 RGB in [0, 255], what keras_tin models expect: they
