@@ -16,13 +16,15 @@ def add_arguments(parser):
 
 
 def run(args):
+    import pickle
+
     from keras_tin.weights.convert import convert_checkpoint
 
     try:
         model = convert_checkpoint(args.input, args.output, args.arch, frames=args.frames,
                                    classes=args.classes, layout=args.layout,
                                    use_torch=args.use_torch)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, pickle.UnpicklingError) as e:
         print(f"keras-tin convert: error: {e}")
         return 1
     print(f"Wrote {args.output} ({model.name}, {model.count_params():,} parameters).")
