@@ -145,6 +145,16 @@ def test_multi_view_testing_and_average_views(folder):
     np.testing.assert_allclose(soft.scores.sum(1), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="views=5"):
         kd.average_views(model, ds, views=5)
+    with pytest.warns(UserWarning, match="views"):
+        per_row = kd.average_views(model, ds.map(lambda x, y: (x, y)))
+    assert per_row.scores.shape == (36, 2)
+
+
+def test_pyav_backend_matches_opencv(folder):
+    x_cv, y_cv = _all(_load(folder, split="test"))
+    x_av, y_av = _all(_load(folder, split="test", backend="pyav"))
+    assert y_cv.tolist() == y_av.tolist()
+    np.testing.assert_allclose(x_av, x_cv, atol=4)  # same frames; decoders round differently
 
 
 def test_dense_sampling_and_cache(folder, tmp_path):

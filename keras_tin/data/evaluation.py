@@ -7,6 +7,7 @@ each video and returns per-video scores with their labels.
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def average_views(model, dataset, views=None, activation=None, steps=None):
       dataset: yields ``(clips, labels)`` with each video's ``views`` rows adjacent,
         as `keras_tin.data.load_dataset(..., num_clips=N, num_crops=C)` builds it.
       views: rows per video; default the dataset's ``views`` attribute (set by
-        `load_dataset`), else 1.
+        `load_dataset`; dataset transformations drop it, then pass it).
       activation: applied to each view's output before averaging: None when the
         model already ends in softmax/sigmoid (keras_tin's default heads), "softmax"
         for logits, "sigmoid" for multi-label logits.
@@ -68,7 +69,13 @@ def average_views(model, dataset, views=None, activation=None, steps=None):
     Returns:
       `ViewScores` with ``scores (videos, K)`` and ``labels``.
     """
-    views = int(views or getattr(dataset, "views", 1) or 1)
+    if views is None:
+        views = getattr(dataset, "views", None)
+        if views is None:  # lost by a transformation such as .take(): say what we assume
+            warnings.warn("the dataset has no `views` attribute (set by load_dataset); assuming "
+                          "1 view per video. Pass views=num_clips*num_crops.", stacklevel=2)
+            views = 1
+    views = int(views)
     predict = getattr(model, "predict_on_batch", model)
     scores, labels = [], []
     for step, (clips, y) in enumerate(dataset):
