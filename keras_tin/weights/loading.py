@@ -44,7 +44,8 @@ def _check_record_against_model(model, record):
                       f"'{model.name}' takes {model_frames}.", stacklevel=3)
 
 
-def load_weights(model, weights, allow_unverified=False, use_torch=False, verbose=True):
+def load_weights(model, weights, allow_unverified=False, use_torch=False, verbose=True,
+                 cache_dir=None):
     """Loads `weights` into `model` and returns the model.
 
     Args:
@@ -56,13 +57,15 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
         allow_unverified: accept a manifest checkpoint that has no published hash.
         use_torch: read PyTorch files with torch.load(weights_only=True).
         verbose: print what was dropped or left at initialisation.
+        cache_dir: download directory (default: the Keras cache, ~/.keras).
     """
     if weights is None:
         return model
     if registry.is_pretrained_name(weights):
         record = registry.get_record(weights)
         _check_record_against_model(model, record)
-        path = registry.download(weights, allow_unverified=allow_unverified)
+        path = registry.download(weights, cache_dir=cache_dir,
+                                 allow_unverified=allow_unverified)
         convert.load_torch_checkpoint(model, path, layout=record["layout"], use_torch=use_torch,
                                       verbose=verbose)
         return model

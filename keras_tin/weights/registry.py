@@ -89,6 +89,9 @@ def download(name, cache_dir=None, allow_unverified=False):
             f"and pass the local file as weights=<path>.")
     fname = url.rstrip("/").split("/")[-1]
     sha256 = record.get("sha256")
+    if cache_dir is not None:
+        # get_file falls back to /tmp/.keras when cache_dir does not exist yet.
+        os.makedirs(cache_dir, exist_ok=True)
     try:
         path = keras.utils.get_file(fname, origin=url, file_hash=sha256,
                                     hash_algorithm="sha256", cache_subdir=CACHE_SUBDIR,
@@ -96,8 +99,7 @@ def download(name, cache_dir=None, allow_unverified=False):
     except ValueError as e:
         if "hash" not in str(e):
             raise
-        path = os.path.join(cache_dir or os.path.join(os.path.expanduser("~"), ".keras"),
-                            CACHE_SUBDIR, fname)
+        path = _cache_path(cache_dir, fname)
         actual = sha256_of(path) if os.path.exists(path) else "unavailable"
         _remove(path)
         raise ValueError(f"sha256 mismatch for '{name}' ({url}): expected {sha256}, got "
@@ -109,6 +111,16 @@ def download(name, cache_dir=None, allow_unverified=False):
             _remove(path)
         raise
     return path
+
+
+def _cache_path(cache_dir, fname):
+    """Where keras.utils.get_file puts `fname` (same rules as get_file)."""
+    import keras
+
+    base = os.path.expanduser(cache_dir or keras.config.keras_home())
+    if not os.access(base, os.W_OK):
+        base = os.path.join("/tmp", ".keras")
+    return os.path.join(base, CACHE_SUBDIR, fname)
 
 
 def _remove(path):

@@ -1,0 +1,202 @@
+"""Manifest, hash-checked download, head dropping, loud key errors, CLI, labels."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_tin.weights import labels as tin_labels
+from keras_tin.weights import registry
+
+torch = pytest.importorskip("torch")
+
+import torch_reference as tr  # noqa: E402
+from keras_tin.applications.temporal_resnet import TemporalResNet  # noqa: E402
+from keras_tin.weights import load_weights  # noqa: E402
+
+SHAPE = (8, 32, 32, 3)
+
+
+def tiny(temporal="tin", classes=5):
+    return TemporalResNet(temporal, 18, frames=8, input_shape=SHAPE, classes=classes,
+                          classifier_activation=None)
+
+
+@pytest.fixture(scope="module")
+def tin18_state():
+    return tr.randomize(tr.Recognizer("tin", 18, 8, 5), seed=4).state_dict()
+
+
+def save(state, path):
+    torch.save({"state_dict": state}, str(path))
+    return str(path)
+
+
+def test_manifest_records_are_complete():
+    with open(registry.MANIFEST) as f:
+        records = json.load(f)["records"]
+    names = {r["name"] for r in records}
+    for required in ("tin_resnet50_8f_sthv1_openmmlab", "tin_resnet50_8f_sthv2_openmmlab",
+                     "tin_resnet50_8f_kinetics400_openmmlab", "tsm_resnet50_8f_kinetics400_openmmlab",
+                     "tsm_resnet50_8f_sthv2_openmmlab", "tsm_resnet50_8f_kinetics400_mit",
+                     "tsm_resnet50_8f_sthv2_mit", "resnet50_imagenet_torchvision"):
+        assert required in names
+    fields = {"architecture", "frames", "classes", "dataset", "url", "sha256", "sha256_prefix",
+              "layout", "normalization", "mean", "std", "top1", "protocol", "license"}
+    for r in records:
+        assert fields <= set(r), r["name"]
+        assert r["layout"] in ("openmmlab", "authors", "torchvision")
+        assert r["verified_by_us"] is False
+        if r["sha256_prefix"] and r["url"]:
+            assert r["url"].endswith(f"-{r['sha256_prefix']}.pth"), r["name"]
+
+
+def _fake_record(monkeypatch, tmp_path, content, **fields):
+    src = tmp_path / "published.pth"
+    src.write_bytes(content)
+    record = {"name": "fake", "architecture": "tin_resnet18", "frames": 8, "classes": 5,
+              "url": src.as_uri(), "sha256": None, "sha256_prefix": None,
+              "layout": "openmmlab", "normalization": "imagenet"}
+    record.update(fields)
+    monkeypatch.setattr(registry, "_records", lambda: {"fake": record})
+    return record
+
+
+def test_download_verifies_prefix_and_caches(monkeypatch, tmp_path):
+    content = b"checkpoint bytes"
+    actual = __import__("hashlib").sha256(content).hexdigest()
+    _fake_record(monkeypatch, tmp_path, content, sha256_prefix=actual[:8])
+    path = registry.download("fake", cache_dir=str(tmp_path / "cache"))
+    assert path.startswith(str(tmp_path / "cache")) and open(path, "rb").read() == content
+
+
+@pytest.mark.parametrize("field", ["sha256_prefix", "sha256"])
+def test_hash_mismatch_names_both_hashes(monkeypatch, tmp_path, field):
+    content = b"tampered bytes"
+    actual = __import__("hashlib").sha256(content).hexdigest()
+    wrong = "0123abcd" if field == "sha256_prefix" else "ab" * 32
+    _fake_record(monkeypatch, tmp_path, content, **{field: wrong})
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError) as info:
+        registry.download("fake", cache_dir=str(cache))
+    assert wrong in str(info.value) and actual in str(info.value)
+    assert not any(p.is_file() for p in cache.rglob("*"))  # the bad file left the cache
+
+
+def test_unverified_record_is_refused_unless_allowed(monkeypatch, tmp_path):
+    _fake_record(monkeypatch, tmp_path, b"no hash published")
+    monkeypatch.delenv(registry.ALLOW_UNVERIFIED_ENV, raising=False)
+    with pytest.raises(ValueError, match="cannot be verified"):
+        registry.download("fake", cache_dir=str(tmp_path / "c"))
+    with pytest.warns(UserWarning, match="unverified"):
+        registry.download("fake", cache_dir=str(tmp_path / "c"), allow_unverified=True)
+
+
+def test_manifest_name_loads_through_download(monkeypatch, tmp_path, tin18_state):
+    ckpt = tmp_path / "src.pth"
+    save(tin18_state, ckpt)
+    digest = registry.sha256_of(ckpt)
+    _fake_record(monkeypatch, tmp_path, ckpt.read_bytes(), sha256=digest)
+    model = load_weights(tiny(), "fake", verbose=False, cache_dir=str(tmp_path / "cache"))
+    np.testing.assert_allclose(model.get_layer("fc").kernel.numpy(),
+                               tin18_state["cls_head.fc_cls.weight"].numpy().T)
+
+
+def test_normalization_mismatch_warns(monkeypatch, tmp_path, tin18_state):
+    ckpt = tmp_path / "src.pth"
+    save(tin18_state, ckpt)
+    _fake_record(monkeypatch, tmp_path, ckpt.read_bytes(), sha256=registry.sha256_of(ckpt),
+                 normalization="inception")
+    with pytest.warns(UserWarning, match="normalised as 'inception'"):
+        load_weights(tiny(), "fake", verbose=False, cache_dir=str(tmp_path / "cache"))
+
+
+def test_class_count_mismatch_drops_head_keeps_backbone(tmp_path, tin18_state, capsys):
+    model = tiny(classes=3)
+    before = model.get_layer("fc").kernel.numpy().copy()
+    load_weights(model, save(tin18_state, tmp_path / "c.pth"))
+    assert "5 classes but the model has 3" in capsys.readouterr().out
+    np.testing.assert_array_equal(model.get_layer("fc").kernel.numpy(), before)
+    np.testing.assert_allclose(model.get_layer("conv1").kernel.numpy(),
+                               tin18_state["backbone.conv1.conv.weight"].numpy().transpose(2, 3, 1, 0))
+    tin = model.get_layer("layer1_0_conv1").temporal_module
+    np.testing.assert_allclose(
+        tin.offset_fc1_kernel.numpy(),
+        tin18_state["backbone.layer1.0.conv1.conv.net1.offset_net.fc1.weight"].numpy().T)
+
+
+def test_missing_and_unmapped_keys_are_listed(tmp_path, tin18_state):
+    state = dict(tin18_state)
+    del state["backbone.layer2.1.conv2.bn.running_var"]
+    model = tiny()
+    before = model.get_layer("conv1").kernel.numpy().copy()
+    with pytest.raises(ValueError, match=r"layer2_1_bn2/moving_variance") as info:
+        load_weights(model, save(state, tmp_path / "missing.pth"))
+    assert "nothing was loaded" in str(info.value)
+    np.testing.assert_array_equal(model.get_layer("conv1").kernel.numpy(), before)
+    state = dict(tin18_state)
+    state["backbone.layer1.0.extra.weight"] = torch.zeros(3)
+    state["neck.fc.weight"] = torch.zeros(3)
+    with pytest.raises(ValueError, match="Unmapped keys") as info:
+        load_weights(tiny(), save(state, tmp_path / "extra.pth"))
+    assert "backbone.layer1.0.extra.weight" in str(info.value)
+    assert "neck.fc.weight" in str(info.value)
+
+
+def test_wrong_temporal_module_is_refused(tmp_path, tin18_state):
+    with pytest.raises(ValueError, match="TIN network"):
+        load_weights(tiny("tsm"), save(tin18_state, tmp_path / "tin.pth"))
+    tsn = tr.randomize(tr.Recognizer("tsn", 18, 8, 5)).state_dict()
+    # TSM has no parameters, so only the key names tell a TSN checkpoint from a TSM one.
+    with pytest.raises(ValueError, match="TSN network"):
+        load_weights(tiny("tsm"), save(tsn, tmp_path / "tsn.pth"))
+
+
+def test_torchvision_backbone_initialises_tin(tmp_path, tin18_state, capsys):
+    # A plain torchvision ResNet-18 (names as in torchvision), 1000 classes.
+    tsn = tr.to_authors_layout(tr.randomize(tr.Recognizer("tsn", 18, 8, 1000), 5).state_dict())
+    plain = {k[len("module.base_model."):]: v for k, v in tsn.items() if "base_model" in k}
+    plain.update({"fc." + k.split(".")[-1]: v for k, v in tsn.items() if "new_fc" in k})
+    model = tiny("tin")
+    offsets_before = model.get_layer("layer1_0_conv1").temporal_module.offset_fc2_bias.numpy()
+    load_weights(model, save(plain, tmp_path / "resnet18.pth"))
+    out = capsys.readouterr().out
+    assert "1000 classes" in out and "temporal-module variables keep" in out
+    np.testing.assert_allclose(model.get_layer("layer4_1_bn2").moving_variance.numpy(),
+                               plain["layer4.1.bn2.running_var"].numpy())
+    np.testing.assert_array_equal(
+        model.get_layer("layer1_0_conv1").temporal_module.offset_fc2_bias.numpy(), offsets_before)
+
+
+def test_cli_convert_roundtrip(tmp_path, tin18_state):
+    from keras_tin import cli
+    src = save(tin18_state, tmp_path / "tin18.pth")
+    out = tmp_path / "tin18.weights.h5"
+    assert cli.main(["convert", src, str(out), "--arch", "tin_resnet18", "--frames", "8",
+                     "--classes", "5"]) == 0
+    model = TemporalResNet("tin", 18, frames=8, classes=5)
+    model.load_weights(str(out))
+    np.testing.assert_allclose(model.get_layer("fc").bias.numpy(),
+                               tin18_state["cls_head.fc_cls.bias"].numpy())
+    assert cli.main(["convert", src, str(tmp_path / "x.weights.h5"), "--arch", "tsm_resnet18"]) == 1
+
+
+def test_decode_predictions_with_packaged_and_file_labels(tmp_path):
+    ucf = tin_labels.get_labels("ucf101")
+    assert len(ucf) == 101 and ucf[0] == "ApplyEyeMakeup" and ucf[-1] == "YoYo"
+    assert len(tin_labels.get_labels("hmdb51")) == 51
+    preds = np.zeros((2, 101))
+    preds[0, 35], preds[0, 2] = 0.7, 0.2
+    preds[1, 100] = 1.0
+    top = tin_labels.decode_predictions(preds, "ucf101", top=2)
+    assert top[0] == [(35, "HammerThrow", 0.7), (2, "Archery", 0.2)]
+    assert top[1][0] == (100, "YoYo", 1.0)
+    label_file = tmp_path / "labels.csv"
+    label_file.write_text("abseiling,0\nair drumming,1\n")
+    assert tin_labels.decode_predictions([[0.1, 0.9]], str(label_file), top=1) == [
+        [(1, "air drumming", 0.9)]]
+    with pytest.raises(ValueError, match="not packaged"):
+        tin_labels.get_labels("kinetics-400")
+    with pytest.raises(ValueError, match="shape"):
+        tin_labels.decode_predictions(np.zeros((1, 7)), "hmdb51")
