@@ -65,16 +65,23 @@ class TemporalInterlace(keras.layers.Layer):
         f = channels // self.shift_div
         t = self.frames
         self.interlaced_channels = f
-        init = keras.initializers.GlorotUniform
-        self.offset_conv_kernel = self.add_weight((3, f, 1), init(), name="offset_conv_kernel")
-        self.offset_conv_bias = self.add_weight((1,), "zeros", name="offset_conv_bias")
-        self.offset_fc1_kernel = self.add_weight((t, t), init(), name="offset_fc1_kernel")
-        self.offset_fc1_bias = self.add_weight((t,), "zeros", name="offset_fc1_bias")
-        self.offset_fc2_kernel = self.add_weight((t, 2), init(), name="offset_fc2_kernel")
-        self.offset_fc2_bias = self.add_weight(
-            (2,), keras.initializers.Constant(OFFSET_BIAS_INIT), name="offset_fc2_bias")
-        self.weight_conv_kernel = self.add_weight((3, f, 2), init(), name="weight_conv_kernel")
-        self.weight_conv_bias = self.add_weight((2,), "zeros", name="weight_conv_bias")
+        glorot = keras.initializers.GlorotUniform
+
+        def weight(shape, initializer, name):
+            # autocast=False: under mixed precision these stay float32 (the offsets are
+            # sub-frame fractions).
+            return self.add_weight(shape, initializer, name=name, dtype="float32",
+                                   autocast=False)
+
+        self.offset_conv_kernel = weight((3, f, 1), glorot(), "offset_conv_kernel")
+        self.offset_conv_bias = weight((1,), "zeros", "offset_conv_bias")
+        self.offset_fc1_kernel = weight((t, t), glorot(), "offset_fc1_kernel")
+        self.offset_fc1_bias = weight((t,), "zeros", "offset_fc1_bias")
+        self.offset_fc2_kernel = weight((t, 2), glorot(), "offset_fc2_kernel")
+        self.offset_fc2_bias = weight((2,), keras.initializers.Constant(OFFSET_BIAS_INIT),
+                                      "offset_fc2_bias")
+        self.weight_conv_kernel = weight((3, f, 2), glorot(), "weight_conv_kernel")
+        self.weight_conv_bias = weight((2,), "zeros", "weight_conv_bias")
 
     def offsets_and_weights(self, inputs):
         """Per-group offsets (N, 4) and weights (N, T, 4), float32, for a folded batch.
@@ -86,12 +93,12 @@ class TemporalInterlace(keras.layers.Layer):
         # Offsets and weights stay float32 under mixed precision: a is a sub-frame fraction.
         desc = ops.mean(ops.cast(inputs[..., :f], "float32"), axis=(1, 2))  # (N*T, F)
         desc = ops.reshape(desc, (-1, self.frames, f))  # (N, T, F)
-        z = ops.conv(desc, ops.cast(self.offset_conv_kernel, "float32"), padding="same")
+        z = ops.conv(desc, self.offset_conv_kernel, padding="same")
         z = z[..., 0] + self.offset_conv_bias  # (N, T)
         z = ops.relu(ops.matmul(z, self.offset_fc1_kernel) + self.offset_fc1_bias)
         z = ops.matmul(z, self.offset_fc2_kernel) + self.offset_fc2_bias  # (N, 2)
         offsets = 4.0 * (ops.sigmoid(z) - 0.5)
-        w = ops.conv(desc, ops.cast(self.weight_conv_kernel, "float32"), padding="same")
+        w = ops.conv(desc, self.weight_conv_kernel, padding="same")
         weights = 2.0 * ops.sigmoid(w + self.weight_conv_bias)  # (N, T, 2)
         return portable.mirror_groups(offsets, weights)
 
