@@ -119,119 +119,214 @@ void ReadDims(OpKernelContext* ctx, const Tensor& x, const Tensor& offsets,
   d->delta = delta;
 }
 
+// Work is split over (clip, chunk of pixels). A unit first copies its chunk's F
+// interlaced channels of all T frames into a float buffer (each element read from memory
+// once, converted once), then computes every output frame from that buffer. Reading the
+// taps straight from x is several times slower: the T frames of one pixel lie a multiple
+// of a large power of two apart (H*W*C*4 bytes at ResNet shapes), so they fall into the
+// same cache sets and evict each other. The buffer's frame stride is padded for that
+// reason, and the chunk is sized to stay in L2.
+constexpr int64_t kChunkElements = 16384;
+constexpr int64_t kFramePad = 16;  // floats: one cache line between frame planes
+
+struct Chunking {
+  int64_t pixels_per_chunk;
+  int64_t chunks_per_clip;
+  int64_t frame_stride;  // floats between frames in the buffer
+};
+
+inline Chunking MakeChunking(const tin::Dims& d) {
+  Chunking c;
+  c.pixels_per_chunk = std::max<int64_t>(
+      1, std::min<int64_t>(d.pixels, kChunkElements / (int64_t{d.frames} * d.interlaced)));
+  c.chunks_per_clip = (d.pixels + c.pixels_per_chunk - 1) / c.pixels_per_chunk;
+  c.frame_stride = c.pixels_per_chunk * d.interlaced + kFramePad;
+  return c;
+}
+
+// buf[f][p - p0][0:F] = float(src[(n*T + f) rows, pixel p, channels 0:F]).
+template <typename T>
+void LoadChunk(const T* src, int64_t channels, const tin::Dims& d, const Chunking& ch,
+               int64_t n, int64_t p0, int64_t p1, float* buf) {
+  const int f_ch = d.interlaced;
+  for (int f = 0; f < d.frames; ++f) {
+    const T* plane = src + (n * d.frames + f) * d.pixels * channels;
+    float* out = buf + f * ch.frame_stride;
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* in = plane + p * channels;
+      float* o = out + (p - p0) * f_ch;
+      for (int i = 0; i < f_ch; ++i) o[i] = static_cast<float>(in[i]);
+    }
+  }
+}
+
 template <typename T>
 void ForwardCpu(OpKernelContext* ctx, const tin::Dims& d, const T* x, const float* offsets,
                 const float* weights, T* y) {
   const int cout = d.out_channels();
   const int gs = d.group_size;
+  const int F = d.interlaced;
+  const int64_t C = d.channels;
+  const float self = d.delta ? 1.0f : 0.0f;  // delta subtracts x itself
+  const Chunking ch = MakeChunking(d);
   auto work = [&](int64_t begin, int64_t end) {
-    for (int64_t rp = begin; rp < end; ++rp) {  // rp = row * pixels + pixel
-      const int64_t row = rp / d.pixels;
-      const int64_t p = rp % d.pixels;
-      const int64_t n = row / d.frames;
-      const int t = static_cast<int>(row % d.frames);
-      const T* xt = x + rp * d.channels;
-      T* yt = y + rp * cout;
-      for (int g = 0; g < tin::kGroups; ++g) {
-        const tin::Taps tp = tin::forward_taps(offsets, weights, d.frames, n, t, g);
-        const int64_t c0 = static_cast<int64_t>(g) * gs;
-        const T* x0 = x + ((n * d.frames + tp.f0) * d.pixels + p) * d.channels + c0;
-        const T* x1 = x + ((n * d.frames + tp.f1) * d.pixels + p) * d.channels + c0;
-        const float self = d.delta ? 1.0f : 0.0f;  // delta subtracts x itself
-        for (int i = 0; i < gs; ++i) {
-          const float v = tp.c0 * static_cast<float>(x0[i]) + tp.c1 * static_cast<float>(x1[i]) -
-                          self * static_cast<float>(xt[c0 + i]);
-          yt[c0 + i] = static_cast<T>(v);
+    std::vector<float> buf(d.frames * ch.frame_stride);
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t n = unit / ch.chunks_per_clip;
+      const int64_t p0 = (unit - n * ch.chunks_per_clip) * ch.pixels_per_chunk;
+      const int64_t p1 = std::min<int64_t>(d.pixels, p0 + ch.pixels_per_chunk);
+      LoadChunk(x, C, d, ch, n, p0, p1, buf.data());
+      for (int t = 0; t < d.frames; ++t) {
+        const int64_t row = n * d.frames + t;
+        const float* src0[tin::kGroups];
+        const float* src1[tin::kGroups];
+        float c0[tin::kGroups], c1[tin::kGroups];
+        for (int g = 0; g < tin::kGroups; ++g) {
+          const tin::Taps tp = tin::forward_taps(offsets, weights, d.frames, n, t, g);
+          src0[g] = buf.data() + tp.f0 * ch.frame_stride + g * gs;
+          src1[g] = buf.data() + tp.f1 * ch.frame_stride + g * gs;
+          c0[g] = tp.c0;
+          c1[g] = tp.c1;
         }
-      }
-      if (!d.delta) {
-        std::memcpy(yt + d.interlaced, xt + d.interlaced,
-                    sizeof(T) * (d.channels - d.interlaced));
+        const float* own = buf.data() + t * ch.frame_stride;
+        const T* xrow = x + row * d.pixels * C;
+        T* yrow = y + row * d.pixels * cout;
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t q = (p - p0) * F;
+          T* __restrict__ yp = yrow + p * cout;
+          for (int g = 0; g < tin::kGroups; ++g) {
+            const float* __restrict__ a = src0[g] + q;
+            const float* __restrict__ b = src1[g] + q;
+            const float* __restrict__ s = own + q + g * gs;
+            T* __restrict__ o = yp + g * gs;
+            const float k0 = c0[g], k1 = c1[g];
+            for (int i = 0; i < gs; ++i) o[i] = static_cast<T>(k0 * a[i] + k1 * b[i] - self * s[i]);
+          }
+          if (!d.delta) {
+            std::memcpy(yp + F, xrow + p * C + F, sizeof(T) * (C - F));
+          }
+        }
       }
     }
   };
   auto* pool = ctx->device()->tensorflow_cpu_worker_threads();
-  Shard(pool->num_threads, pool->workers, d.rows * d.pixels,
-        /*cost_per_unit=*/std::max<int64_t>(1, 4 * d.interlaced + cout), work);
+  const int64_t units = d.clips() * ch.chunks_per_clip;
+  Shard(pool->num_threads, pool->workers, units,
+        /*cost_per_unit=*/std::max<int64_t>(
+            1, ch.pixels_per_chunk * d.frames * (4 * d.interlaced + cout)),
+        work);
 }
 
-// One pass over (row, pixel): the input gradient of row s (adjoint taps into dy) and
-// the offset/weight gradient terms of output row t = s (forward taps into x).
+// Per (clip, chunk): buffer the chunk's x and dy (interlaced channels), then for each
+// frame t the input gradient of frame s = t (adjoint taps into dy) and the offset /
+// weight gradient terms of output frame t (taps into x).
 template <typename T>
 void GradCpu(OpKernelContext* ctx, const tin::Dims& d, const T* dy, const T* x,
              const float* offsets, const float* weights, T* dx, float* doffsets,
              float* dweights) {
   const int cy = d.out_channels();
   const int gs = d.group_size;
+  const int F = d.interlaced;
+  const int64_t C = d.channels;
   const int64_t clips = d.clips();
+  const float self = d.delta ? 1.0f : 0.0f;
+  const Chunking ch = MakeChunking(d);
   // Double accumulators: a sum over H*W*F/4 products per (n, t, g).
   std::vector<double> dw_sum(d.rows * tin::kGroups, 0.0);
   std::vector<double> db_sum(d.rows * tin::kGroups, 0.0);  // before the clip sum over t
   std::mutex mu;
   auto work = [&](int64_t begin, int64_t end) {
-    const int64_t first_row = begin / d.pixels;
-    const int64_t last_row = (end - 1) / d.pixels;
-    std::vector<double> local_dw((last_row - first_row + 1) * tin::kGroups, 0.0);
-    std::vector<double> local_db((last_row - first_row + 1) * tin::kGroups, 0.0);
-    for (int64_t rp = begin; rp < end; ++rp) {
-      const int64_t row = rp / d.pixels;
-      const int64_t p = rp % d.pixels;
-      const int64_t n = row / d.frames;
-      const int t = static_cast<int>(row % d.frames);
-      const T* gyt = dy + rp * cy;
-      T* dxt = dx + rp * d.channels;
-      for (int g = 0; g < tin::kGroups; ++g) {
-        const int64_t c0 = static_cast<int64_t>(g) * gs;
-        // Input gradient of frame s = t.
-        const tin::Taps at = tin::adjoint_taps(offsets, weights, d.frames, n, t, g);
-        const T* g0 = dy + ((n * d.frames + at.f0) * d.pixels + p) * cy + c0;
-        const T* g1 = dy + ((n * d.frames + at.f1) * d.pixels + p) * cy + c0;
-        const float self = d.delta ? 1.0f : 0.0f;
-        for (int i = 0; i < gs; ++i) {
-          const float v = at.c0 * static_cast<float>(g0[i]) + at.c1 * static_cast<float>(g1[i]) -
-                          self * static_cast<float>(gyt[c0 + i]);
-          dxt[c0 + i] = static_cast<T>(v);
+    std::vector<float> xbuf(d.frames * ch.frame_stride), gbuf(d.frames * ch.frame_stride);
+    std::vector<double> s0(d.frames * tin::kGroups), s1(d.frames * tin::kGroups);
+    for (int64_t unit = begin; unit < end; ++unit) {
+      const int64_t n = unit / ch.chunks_per_clip;
+      const int64_t p0 = (unit - n * ch.chunks_per_clip) * ch.pixels_per_chunk;
+      const int64_t p1 = std::min<int64_t>(d.pixels, p0 + ch.pixels_per_chunk);
+      LoadChunk(x, C, d, ch, n, p0, p1, xbuf.data());
+      LoadChunk(dy, cy, d, ch, n, p0, p1, gbuf.data());
+      std::fill(s0.begin(), s0.end(), 0.0);
+      std::fill(s1.begin(), s1.end(), 0.0);
+      for (int t = 0; t < d.frames; ++t) {
+        const int64_t row = n * d.frames + t;
+        const float* g0[tin::kGroups];
+        const float* g1[tin::kGroups];
+        const float* x0[tin::kGroups];
+        const float* x1[tin::kGroups];
+        float ac0[tin::kGroups], ac1[tin::kGroups];
+        for (int g = 0; g < tin::kGroups; ++g) {
+          const tin::Taps at = tin::adjoint_taps(offsets, weights, d.frames, n, t, g);
+          g0[g] = gbuf.data() + at.f0 * ch.frame_stride + g * gs;
+          g1[g] = gbuf.data() + at.f1 * ch.frame_stride + g * gs;
+          ac0[g] = at.c0;
+          ac1[g] = at.c1;
+          // Unweighted taps into x; zero-filled ones are masked when summing below.
+          int k;
+          float a;
+          tin::split_offset(offsets[n * tin::kGroups + g], &k, &a);
+          const int f0 = std::min(std::max(t - k, 0), d.frames - 1);
+          const int f1 = std::min(std::max(t - k - 1, 0), d.frames - 1);
+          x0[g] = xbuf.data() + f0 * ch.frame_stride + g * gs;
+          x1[g] = xbuf.data() + f1 * ch.frame_stride + g * gs;
         }
-        // Parameter terms of output frame t: unweighted taps (weight 1) give the
-        // interpolated value and the difference X[t-k-1] - X[t-k].
-        int k;
-        float a;
-        tin::split_offset(offsets[n * tin::kGroups + g], &k, &a);
-        const bool in0 = t - k >= 0 && t - k < d.frames;
-        const bool in1 = t - k - 1 >= 0 && t - k - 1 < d.frames;
-        const T* x0 = x + ((n * d.frames + (in0 ? t - k : t)) * d.pixels + p) * d.channels + c0;
-        const T* x1 = x + ((n * d.frames + (in1 ? t - k - 1 : t)) * d.pixels + p) * d.channels + c0;
-        const float m0 = in0 ? 1.0f : 0.0f, m1 = in1 ? 1.0f : 0.0f;
-        float s00 = 0.0f, s01 = 0.0f;  // sum dy * x0, sum dy * x1
-        for (int i = 0; i < gs; ++i) {
-          const float gv = static_cast<float>(gyt[c0 + i]);
-          s00 += gv * static_cast<float>(x0[i]);
-          s01 += gv * static_cast<float>(x1[i]);
+        const float* gown = gbuf.data() + t * ch.frame_stride;
+        const T* gyrow = dy + row * d.pixels * cy;
+        T* dxrow = dx + row * d.pixels * C;
+        double* st0 = s0.data() + t * tin::kGroups;
+        double* st1 = s1.data() + t * tin::kGroups;
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t q = (p - p0) * F;
+          T* __restrict__ dxp = dxrow + p * C;
+          for (int g = 0; g < tin::kGroups; ++g) {
+            const float* __restrict__ ga = g0[g] + q;
+            const float* __restrict__ gb = g1[g] + q;
+            const float* __restrict__ gg = gown + q + g * gs;
+            T* __restrict__ o = dxp + g * gs;
+            const float k0 = ac0[g], k1 = ac1[g];
+            for (int i = 0; i < gs; ++i)
+              o[i] = static_cast<T>(k0 * ga[i] + k1 * gb[i] - self * gg[i]);
+            const float* __restrict__ xa = x0[g] + q;
+            const float* __restrict__ xb = x1[g] + q;
+            float p00 = 0.0f, p01 = 0.0f;  // dy . x0, dy . x1 over this pixel's group
+            for (int i = 0; i < gs; ++i) {
+              p00 += gg[i] * xa[i];
+              p01 += gg[i] * xb[i];
+            }
+            st0[g] += p00;
+            st1[g] += p01;
+          }
+          if (C > F) {
+            T* rest = dxp + F;
+            if (d.delta) {
+              std::fill(rest, rest + (C - F), static_cast<T>(0.0f));
+            } else {
+              std::memcpy(rest, gyrow + p * cy + F, sizeof(T) * (C - F));
+            }
+          }
         }
-        s00 *= m0;
-        s01 *= m1;
-        const int64_t slot = (row - first_row) * tin::kGroups + g;
-        local_dw[slot] += (1.0f - a) * s00 + a * s01;
-        local_db[slot] += s01 - s00;
       }
-      if (d.channels > d.interlaced) {
-        T* rest = dxt + d.interlaced;
-        if (d.delta) {
-          std::fill(rest, rest + (d.channels - d.interlaced), static_cast<T>(0.0f));
-        } else {
-          std::memcpy(rest, gyt + d.interlaced, sizeof(T) * (d.channels - d.interlaced));
+      std::lock_guard<std::mutex> lock(mu);
+      for (int t = 0; t < d.frames; ++t) {
+        for (int g = 0; g < tin::kGroups; ++g) {
+          int k;
+          float a;
+          tin::split_offset(offsets[n * tin::kGroups + g], &k, &a);
+          const bool in0 = t - k >= 0 && t - k < d.frames;
+          const bool in1 = t - k - 1 >= 0 && t - k - 1 < d.frames;
+          const double v0 = in0 ? s0[t * tin::kGroups + g] : 0.0;
+          const double v1 = in1 ? s1[t * tin::kGroups + g] : 0.0;
+          const int64_t i = (n * d.frames + t) * tin::kGroups + g;
+          dw_sum[i] += (1.0 - a) * v0 + a * v1;
+          db_sum[i] += v1 - v0;
         }
       }
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    for (size_t i = 0; i < local_dw.size(); ++i) {
-      dw_sum[first_row * tin::kGroups + i] += local_dw[i];
-      db_sum[first_row * tin::kGroups + i] += local_db[i];
     }
   };
   auto* pool = ctx->device()->tensorflow_cpu_worker_threads();
-  Shard(pool->num_threads, pool->workers, d.rows * d.pixels,
-        /*cost_per_unit=*/std::max<int64_t>(1, 8 * d.interlaced + d.channels), work);
+  const int64_t units = clips * ch.chunks_per_clip;
+  Shard(pool->num_threads, pool->workers, units,
+        /*cost_per_unit=*/std::max<int64_t>(
+            1, ch.pixels_per_chunk * d.frames * (8 * d.interlaced + d.channels)),
+        work);
   for (int64_t n = 0; n < clips; ++n) {
     for (int g = 0; g < tin::kGroups; ++g) {
       double acc = 0.0;
