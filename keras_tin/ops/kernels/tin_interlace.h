@@ -9,7 +9,9 @@
 #ifndef KERAS_TIN_OPS_KERNELS_TIN_INTERLACE_H_
 #define KERAS_TIN_OPS_KERNELS_TIN_INTERLACE_H_
 
+#if !defined(__CUDACC_RTC__)  // NVRTC (CuPy) has floorf built in, and no math.h
 #include <math.h>
+#endif
 
 #if defined(__CUDACC__)
 #define TIN_HD __host__ __device__
