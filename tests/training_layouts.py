@@ -8,14 +8,18 @@ import json
 import os
 
 import data_videos
+import numpy as np
 
 CLASSES = ("class a", "class b")
 FRAMES = 10
 
 
 def _video(path):
+    """An mp4v stream at ``path`` whatever its extension (OpenCV probes the content)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    return data_videos.write_video(path, FRAMES, "mpeg4-mp4", 48, 48)
+    written = data_videos.write_video(path + ".tmp.mp4", FRAMES, "mpeg4-mp4", 48, 48)
+    os.replace(written, path)
+    return path
 
 
 def _frames(folder):
@@ -62,8 +66,7 @@ def something_v2(root, per_split=4):
         entries = []
         for i in range(per_split):
             vid += 1
-            path = _video(os.path.join(root, "20bn-something-something-v2", f"{vid}.mp4"))
-            os.replace(path, path[:-4] + ".webm")
+            _video(os.path.join(root, "20bn-something-something-v2", f"{vid}.webm"))
             entries.append({"id": str(vid), "template": CLASSES[i % 2]})
         with open(os.path.join(root, f"something-something-v2-{split}.json"), "w") as f:
             json.dump(entries, f)
@@ -139,3 +142,26 @@ LAYOUTS = {
     "kinetics": kinetics, "ucf101": ucf101, "hmdb51": hmdb51, "mmit": mmit,
     "own_videos": folder,
 }
+
+
+def synthetic_direction_pair(root, num_train, num_val, pair=1, frames=8, size=32, seed=0):
+    """One direction pair of keras_tin.datasets.synthetic_motion as PNG frame folders.
+
+    root/{train,val}/<class>/<clip>/00001.png. The two classes differ only in the
+    order of the frames, so top-1 accuracy here is direction accuracy (chance 0.5).
+    """
+    import cv2
+
+    from keras_tin.datasets import synthetic_motion
+
+    wanted = (2 * pair, 2 * pair + 1)
+    for split, n, s in (("train", num_train, seed), ("val", num_val, seed + 1)):
+        clips, labels = synthetic_motion.make_clips(n * 4, frames, size, s)  # 8 classes drawn
+        keep = np.isin(labels, wanted)
+        for i, (clip, label) in enumerate(zip(clips[keep], labels[keep])):
+            folder = os.path.join(root, split, synthetic_motion.CLASS_NAMES[label], f"{i:05d}")
+            os.makedirs(folder)
+            for t, frame in enumerate(clip):
+                cv2.imwrite(os.path.join(folder, f"{t + 1:05d}.png"),
+                            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return [synthetic_motion.CLASS_NAMES[c] for c in wanted]

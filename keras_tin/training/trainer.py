@@ -74,13 +74,19 @@ def _is_pretrained_name(weights):
 
 
 def _classes_in_weights_file(path):
-    """The class count of the ``fc`` kernel stored in a .weights.h5 file, else None."""
+    """The class count of the classifier kernel stored in a .weights.h5 file, else None.
+
+    Keras names top-level layers in the file by class ("layers/dense/vars/0"); the
+    classifier is the model's only top-level Dense (TIN's own Dense layers are nested).
+    """
     import h5py
 
     found = []
 
     def visit(name, obj):
-        if isinstance(obj, h5py.Dataset) and "fc" in name.split("/") and obj.ndim == 2:
+        parts = name.split("/")
+        if (isinstance(obj, h5py.Dataset) and len(parts) == 4 and parts[0] == "layers"
+                and parts[1].startswith("dense") and obj.ndim == 2):
             found.append(obj.shape[-1])
 
     with h5py.File(path, "r") as f:
