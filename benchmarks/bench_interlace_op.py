@@ -32,76 +32,74 @@ BLOCK_SHAPES = [((56, 64), 1), ((56, 256), 3), ((28, 512), 4), ((14, 1024), 6),
 assert sum(count for _, count in BLOCK_SHAPES) == 16
 
 
-def make_case(size, channels, delta, backward, impl, rng):
-    x = tf.constant(rng.normal(size=(FRAMES, size, size, channels)).astype(np.float32))
-    offsets = tf.constant(rng.uniform(-2, 2, size=(1, 4)).astype(np.float32))
-    weights = tf.constant(rng.uniform(0, 2, size=(1, FRAMES, 4)).astype(np.float32))
+def make_case(shapes, delta, backward, impl, rng):
+    """A callable running the interlace on every (size, channels) block in ONE tf.function
+    (as inside a model: one dispatch, so per-call overhead does not blur the ratios)."""
+    xs = [tf.constant(rng.normal(size=(FRAMES, s, s, c)).astype(np.float32)) for s, c in shapes]
+    offs = [tf.constant(rng.uniform(-2, 2, size=(1, 4)).astype(np.float32)) for _ in shapes]
+    wts = [tf.constant(rng.uniform(0, 2, size=(1, FRAMES, 4)).astype(np.float32))
+           for _ in shapes]
+    ups = [tf.constant(rng.normal(size=(FRAMES, s, s, c // 4 if delta else c))
+                       .astype(np.float32)) for s, c in shapes]
     if impl == "op":
         fn = custom_op.interlace_delta if delta else custom_op.interlace
     else:
         fn = portable.interlace_delta if delta else portable.interlace
-    out_c = channels // 4 if delta else channels
-    upstream = tf.constant(rng.normal(size=(FRAMES, size, size, out_c)).astype(np.float32))
 
-    def forward(x, offsets, weights):
-        return fn(x, offsets, weights, FRAMES)
+    def forward(xs, offs, wts):
+        return [fn(x, o, w, FRAMES) for x, o, w in zip(xs, offs, wts)]
 
-    def forward_backward(x, offsets, weights):
+    def forward_backward(xs, offs, wts):
         with tf.GradientTape() as tape:
-            tape.watch([x, offsets, weights])
-            y = fn(x, offsets, weights, FRAMES)
-        return tape.gradient(y, [x, offsets, weights], output_gradients=upstream)
+            tape.watch([xs, offs, wts])
+            ys = forward(xs, offs, wts)
+        return tape.gradient(ys, [xs, offs, wts], output_gradients=ups)
 
     body = forward_backward if backward else forward
     compiled = tf.function(body, jit_compile=(impl == "xla"))
-    compiled(x, offsets, weights)  # trace / compile outside the timing
+    compiled(xs, offs, wts)  # trace / compile outside the timing
 
     def run():
-        out = compiled(x, offsets, weights)
-        # Fetch a tiny slice so asynchronous execution has finished.
-        first = out[0] if isinstance(out, (list, tuple)) else out
-        _ = first[0, 0, 0, 0].numpy()
+        out = compiled(xs, offs, wts)  # returns when every output is computed
+        del out
 
     return run
+
+
+def _median_ms(run_by_impl, rounds):
+    times = {impl: [] for impl in run_by_impl}
+    for _ in range(rounds):
+        for impl, run in run_by_impl.items():  # interleaved: noise hits all alike
+            start = time.perf_counter()
+            run()
+            times[impl].append(time.perf_counter() - start)
+    return {impl: 1e3 * float(np.median(v)) for impl, v in times.items()}
 
 
 def bench_interlace(rounds):
     rng = np.random.default_rng(0)
     impls = ("op", "graph", "xla")
-    print(f"TIN interlace over the 16 ResNet-50 blocks (8 frames, 224 px), median of "
-          f"{rounds} interleaved rounds, ms")
-    header = f"{'mode':<8} {'pass':<9} {'op':>8} {'graph':>8} {'xla':>8} " \
-             f"{'graph/op':>9} {'xla/op':>7}"
-    print(header)
-    per_shape = []
-    for delta in (True, False):
-        for backward in (False, True):
-            runs = {impl: [(make_case(s, c, delta, backward, impl, rng), count)
-                           for (s, c), count in BLOCK_SHAPES] for impl in impls}
-            totals = {impl: [] for impl in impls}
-            shape_times = {impl: [[] for _ in BLOCK_SHAPES] for impl in impls}
-            for _ in range(rounds):
-                for impl in impls:
-                    total = 0.0
-                    for i, (run, count) in enumerate(runs[impl]):
-                        start = time.perf_counter()
-                        run()
-                        elapsed = time.perf_counter() - start
-                        shape_times[impl][i].append(elapsed)
-                        total += elapsed * count
-                    totals[impl].append(total)
-            med = {impl: 1e3 * float(np.median(totals[impl])) for impl in impls}
-            mode = "delta" if delta else "full"
-            pas = "fwd+bwd" if backward else "fwd"
-            print(f"{mode:<8} {pas:<9} {med['op']:8.1f} {med['graph']:8.1f} {med['xla']:8.1f} "
-                  f"{med['graph'] / med['op']:9.2f} {med['xla'] / med['op']:7.2f}")
-            for i, ((s, c), _) in enumerate(BLOCK_SHAPES):
-                m = {impl: float(np.median(shape_times[impl][i])) for impl in impls}
-                per_shape.append((mode, pas, s, c, m["graph"] / m["op"], m["xla"] / m["op"]))
-    print("\nper block shape (ratio portable / op; < 1 means the op is slower):")
-    print(f"{'mode':<8} {'pass':<9} {'shape':<18} {'graph/op':>9} {'xla/op':>7}")
-    for mode, pas, s, c, rg, rx in per_shape:
-        print(f"{mode:<8} {pas:<9} {f'(8,{s},{s},{c})':<18} {rg:9.2f} {rx:7.2f}")
+    blocks = [shape for shape, count in BLOCK_SHAPES for _ in range(count)]  # the 16 blocks
+    print(f"TIN interlace, all 16 ResNet-50 blocks (8 frames, 224 px) in one tf.function, "
+          f"median of {rounds} interleaved rounds, ms")
+    print(f"{'mode':<8} {'pass':<9} {'op':>8} {'graph':>8} {'xla':>8} {'graph/op':>9} "
+          f"{'xla/op':>7}")
+    cases = [(delta, backward) for delta in (True, False) for backward in (False, True)]
+    for delta, backward in cases:
+        med = _median_ms({impl: make_case(blocks, delta, backward, impl, rng)
+                          for impl in impls}, rounds)
+        print(f"{'delta' if delta else 'full':<8} {'fwd+bwd' if backward else 'fwd':<9} "
+              f"{med['op']:8.1f} {med['graph']:8.1f} {med['xla']:8.1f} "
+              f"{med['graph'] / med['op']:9.2f} {med['xla'] / med['op']:7.2f}")
+    print("\nper block shape, one tf.function per shape (ratio portable / op; < 1: op slower):")
+    print(f"{'mode':<8} {'pass':<9} {'shape':<18} {'op ms':>7} {'graph/op':>9} {'xla/op':>7}")
+    for delta, backward in cases:
+        for (s, c), _ in BLOCK_SHAPES:
+            med = _median_ms({impl: make_case([(s, c)], delta, backward, impl, rng)
+                              for impl in impls}, rounds)
+            print(f"{'delta' if delta else 'full':<8} {'fwd+bwd' if backward else 'fwd':<9} "
+                  f"{f'(8,{s},{s},{c})':<18} {med['op']:7.2f} {med['graph'] / med['op']:9.2f} "
+                  f"{med['xla'] / med['op']:7.2f}")
 
 
 def bench_end_to_end(rounds):
