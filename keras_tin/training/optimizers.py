@@ -8,6 +8,13 @@ the PyTorch behaviour: ``g += wd * w`` for kernels (rank >= 2), not for biases,
 BatchNorm scales/offsets or other vectors (TSN's optimiser groups do the same).
 Gradient clipping (``global_clipnorm``) runs before the decay term is added, as
 ``clip_grad_norm_`` runs before ``optimizer.step()`` in PyTorch.
+
+Clipping under `tf.distribute`: Keras 3 clips each replica's gradients before the
+all-reduce, so with R replicas the norm that is clipped is a per-replica one and
+the step differs from the single-device step. `SGDL2` sums the replicas'
+gradients first, clips the global gradient, and hands each replica its share of
+the clipped sum, which the optimizer's own all-reduce adds back up: the same step
+as one device on the global batch (tests/test_training_distribute.py checks it).
 """
 
 import keras
@@ -33,6 +40,18 @@ class SGDL2(keras.optimizers.SGD):
             gradient = ops.add(ops.cast(gradient, variable.dtype),
                                ops.multiply(ops.cast(self.l2, variable.dtype), variable))
         super().update_step(gradient, variable, learning_rate)
+
+    def _clip_gradients(self, grads):
+        if self.global_clipnorm and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            context = tf.distribute.get_replica_context()
+            replicas = context.num_replicas_in_sync if context is not None else 1
+            if replicas > 1:
+                summed = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+                clipped, _ = tf.clip_by_global_norm(summed, self.global_clipnorm)
+                return [g / replicas for g in clipped]
+        return super()._clip_gradients(grads)
 
     def get_config(self):
         config = super().get_config()
