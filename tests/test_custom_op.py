@@ -240,3 +240,14 @@ def test_cuda_kernel_source_compiles_with_nvcc(tmp_path):
          "-o", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.stat().st_size > 0
+
+
+def test_build_entry_point_reports_success_and_failure(tmp_path, monkeypatch, capsys):
+    assert custom_op.main([]) == 0  # cached: loads the library it names
+    assert custom_op.library_path() in capsys.readouterr().out
+    monkeypatch.setenv("KERAS_TIN_OPS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "missing-g++"))
+    assert custom_op.main([]) == 0  # the Makefile's set-up goes on with the portable path
+    assert "NOT built" in capsys.readouterr().err
+    assert custom_op.main(["--strict"]) == 1
+    assert not any(p.suffix == ".so" for p in tmp_path.rglob("*"))

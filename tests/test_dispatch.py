@@ -229,3 +229,29 @@ def test_info_command_reports_versions_backend_and_op(capsys):
     assert "backend     tensorflow" in out
     assert f"tensorflow  {tf.__version__}" in out
     assert "custom op   ACTIVE" in out
+
+
+def test_mixed_precision_layer_uses_op_with_float16_inputs():
+    x = _inputs(clips=1)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        outs = {}
+        for implementation in ("custom_op", "portable"):
+            keras.utils.set_random_seed(3)
+            layer = TemporalInterlace(FRAMES, implementation=implementation)
+            xh = tf.cast(x, tf.float16)
+            with tf.GradientTape() as tape:
+                y = layer(xh)
+                d = layer.delta(xh)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32)) + tf.reduce_sum(
+                    tf.cast(d, tf.float32) ** 2)
+            grads = tape.gradient(loss, layer.trainable_weights)
+            assert y.dtype == tf.float16 and d.dtype == tf.float16
+            outs[implementation] = [y.numpy().astype(np.float32), d.numpy().astype(np.float32)]
+            outs[implementation] += [g.numpy() for g in grads]
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for a, b in zip(outs["custom_op"], outs["portable"]):
+        scale = max(1.0, float(np.abs(b).max()))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-2 * scale)
