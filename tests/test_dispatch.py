@@ -229,6 +229,7 @@ def test_info_command_reports_versions_backend_and_op(capsys):
     assert "backend     tensorflow" in out
     assert f"tensorflow  {tf.__version__}" in out
     assert "custom op   ACTIVE" in out
+    assert custom_op.loaded_path() is not None and custom_op.loaded_path() in out
 
 
 def test_mixed_precision_layer_uses_op_with_float16_inputs():

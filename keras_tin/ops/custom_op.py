@@ -32,6 +32,7 @@ LIBRARY_NAME = "_tin_interlace_ops.so"
 
 _lock = threading.Lock()
 _loaded = None  # the loaded module, or None
+_loaded_path = None
 _failure = None  # why the op is unavailable, once known
 _warned = False
 
@@ -160,7 +161,7 @@ def _warn_once(message):
 
 def load(build_if_missing=True):
     """The loaded op module, or None (with one warning) when it cannot be built/loaded."""
-    global _loaded, _failure
+    global _loaded, _loaded_path, _failure
     with _lock:
         if _loaded is not None or _failure is not None:
             return _loaded
@@ -181,7 +182,7 @@ def load(build_if_missing=True):
                 build(path)
             module = tf.load_op_library(path)
             _register_gradients(tf)
-            _loaded = module
+            _loaded, _loaded_path = module, path
         except Exception as err:  # a failed build must never break the layer
             _failure = f"{type(err).__name__}: {err}"
             _warn_once(
@@ -194,10 +195,15 @@ def failure_reason():
     return _failure
 
 
+def loaded_path():
+    """Where the loaded library came from (None when not loaded)."""
+    return _loaded_path
+
+
 def _reset_for_tests():
-    global _loaded, _failure, _warned
+    global _loaded, _loaded_path, _failure, _warned
     with _lock:
-        _loaded = _failure = None
+        _loaded = _loaded_path = _failure = None
         _warned = False
 
 

@@ -90,7 +90,7 @@ def custom_op_status(build_if_missing=True):
     module = custom_op.load(build_if_missing=build_if_missing)
     if module is None:
         return False, custom_op.failure_reason()
-    return True, f"loaded from {custom_op.library_path()}"
+    return True, f"loaded from {custom_op.loaded_path()}"
 
 
 def prefers_custom_op(x, delta):
