@@ -133,17 +133,15 @@ def build(path=None, force=False):
             nvcc = _nvcc()
             if nvcc:
                 cu_obj = os.path.join(tmp, "tin_interlace_op_gpu.o")
-                import tensorflow as tf
-
                 _run([nvcc, "-c", "-O3", "-std=c++17", "-x", "cu", "-Xcompiler", "-fPIC",
                       "-DGOOGLE_CUDA=1", f"-I{KERNEL_DIR}",
                       os.path.join(KERNEL_DIR, "tin_interlace_op_gpu.cu.cc"), "-o", cu_obj],
                      cwd=tmp)
                 objects.append(cu_obj)
-                defines.append("-DGOOGLE_CUDA=1")
-                cuda_lib = os.path.join(os.path.dirname(os.path.dirname(nvcc)), "lib64")
-                objects += [f"-L{cuda_lib}", "-lcudart"]
-                del tf
+                defines.append("-DGOOGLE_CUDA=1")  # registers the GPU kernels (unverified)
+                cuda_root = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
+                defines.append(f"-I{os.path.join(cuda_root, 'include')}")
+                objects += [f"-L{os.path.join(cuda_root, 'lib64')}", "-lcudart"]
             tmp_lib = os.path.join(tmp, LIBRARY_NAME)
             _run([_compiler(), *_cxx_flags(), *defines, f"-I{KERNEL_DIR}",
                   os.path.join(KERNEL_DIR, "tin_interlace_op.cc"), *objects, "-o", tmp_lib,

@@ -3,6 +3,9 @@
 // come from tin_interlace.h (shared with the CUDA kernel); the CPU loops here read
 // only the F interlaced channels and, in delta mode, write only those.
 #define EIGEN_USE_THREADS
+#if GOOGLE_CUDA
+#define EIGEN_USE_GPU  // ctx->eigen_gpu_device() for the CUDA stream
+#endif
 
 #include <algorithm>
 #include <cstring>
