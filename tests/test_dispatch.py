@@ -256,3 +256,20 @@ def test_mixed_precision_layer_uses_op_with_float16_inputs():
     for a, b in zip(outs["custom_op"], outs["portable"]):
         scale = max(1.0, float(np.abs(b).max()))
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-2 * scale)
+
+
+def test_keras_auto_jit_compile_as_on_a_gpu_falls_back(monkeypatch):
+    """Keras resolves jit_compile="auto" to True where a GPU is present (False on this
+    CPU-only machine); simulate that resolution and check the XLA step still works."""
+    from keras.src.trainers import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module.Trainer, "_resolve_auto_jit_compile",
+                        lambda self: True)
+    x = _inputs(clips=2)
+    y = np.random.default_rng(2).normal(size=(x.shape[0], 3)).astype(np.float32)
+    keras.utils.set_random_seed(7)
+    model = _tiny_model("auto")
+    model.compile(optimizer="sgd", loss="mse", jit_compile="auto")
+    assert model.jit_compile is True
+    history = model.fit(x, y, batch_size=x.shape[0], epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
