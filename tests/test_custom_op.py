@@ -211,11 +211,16 @@ def test_graph_mode_static_shapes():
 
 
 def test_build_is_atomic_under_concurrent_builds(tmp_path):
-    """Two processes building into one fresh cache: both load the same library."""
+    """Two processes whose first use builds the op lazily into one fresh cache: both
+    load the same library, and the op works in each."""
     env = dict(os.environ, KERAS_TIN_OPS_CACHE=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="3")
-    code = ("from keras_tin.ops import custom_op;"
-            "import tensorflow as tf;"
-            "p = custom_op.build(); tf.load_op_library(p); print(p)")
+    code = ("import numpy as np;"
+            "from keras_tin.ops import custom_op;"
+            "assert custom_op.load() is not None, custom_op.failure_reason();"
+            "y = custom_op.interlace(np.ones((2, 1, 1, 4), np.float32), np.zeros((1, 4)),"
+            " np.ones((1, 2, 4)), 2, shift_div=1).numpy();"
+            "assert (y == 1).all(), y;"
+            "print(custom_op.loaded_path())")
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
