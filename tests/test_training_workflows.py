@@ -159,3 +159,14 @@ def test_cli_predict_lists_top_k_with_names(videos, tmp_path, capsys, tiny_tin):
                                                                                  "class_b"}
     assert sum(s for _, s in results[0]["top"]) == pytest.approx(1.0, rel=1e-4)
     assert results[1]["error"] == "no such file"
+
+
+def test_predict_label_count_mismatch_is_an_error(tmp_path):
+    from keras_tin.training.prediction import find_labels
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    assert find_labels(str(tmp_path / "model.keras"), num_classes=3) == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="3 names but the model predicts 5"):
+        find_labels(None, str(labels), num_classes=5)
+    assert find_labels(None, None, num_classes=5) is None

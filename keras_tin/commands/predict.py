@@ -7,7 +7,8 @@ def add_arguments(parser):
     parser.add_argument("videos", nargs="+", help="video files or frame folders")
     parser.add_argument("--model", required=True, help="a .keras model or a pretrained name")
     parser.add_argument("--labels", default=None,
-                        help="class names, one per line (default: labels.txt beside the model)")
+                        help="class names file (one per line), or 'ucf101'/'hmdb51' (default: "
+                             "labels.txt beside the model, or the pretrained weights' labels)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--num-clips", type=int, default=1)
     parser.add_argument("--num-crops", type=int, default=1, choices=(1, 3))
@@ -22,8 +23,9 @@ def run(args):
     from keras_tin.training.prediction import predict_files
 
     model = load_model(args.model)
-    names = find_labels(args.model if args.model.endswith(".keras") else None, args.labels,
-                        model.output_shape[-1])
+    is_file = args.model.endswith(".keras")
+    names = find_labels(args.model if is_file else None, args.labels, model.output_shape[-1],
+                        pretrained=None if is_file else args.model)
     results = predict_files(model, args.videos, args.top_k, names, args.num_clips,
                             args.num_crops, args.decoder)
     print(json.dumps(results, indent=2) if args.json else format_predictions(results))

@@ -9,26 +9,55 @@ from keras_tin.training import checks
 
 
 def read_labels(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    """Class names from a file: one per line (also "index name" / "name,index" lines when
+    keras_tin.weights.labels is available)."""
+    try:
+        from keras_tin.weights.labels import read_label_file
+    except ImportError:
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+    return list(read_label_file(path))
 
 
-def find_labels(model_path, labels=None, num_classes=None):
-    """Class names: ``labels`` (a file), else ``labels.txt`` beside the model, else None."""
-    candidates = [labels] if labels else []
-    if model_path and not labels:
-        candidates.append(os.path.join(os.path.dirname(os.path.abspath(model_path)), "labels.txt"))
-    for path in candidates:
-        if path and os.path.isfile(path):
+def find_labels(model_path, labels=None, num_classes=None, pretrained=None):
+    """Class names for predictions, or None (then classes are shown as indices).
+
+    In order: ``labels`` (a file, or a packaged dataset name such as "ucf101"); else
+    ``labels.txt`` beside ``model_path`` (written by `keras-tin train`); else the
+    packaged labels of the pretrained checkpoint's dataset, when there are some.
+    """
+    names = None
+    if labels:
+        if os.path.isfile(labels):
+            names = read_labels(labels)
+        else:
+            try:
+                from keras_tin.weights.labels import get_labels
+            except ImportError:
+                raise FileNotFoundError(f"labels file not found. Received: labels={labels!r}")
+            names = get_labels(labels)
+    elif model_path:
+        path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "labels.txt")
+        if os.path.isfile(path):
             names = read_labels(path)
-            if num_classes is not None and len(names) != num_classes:
-                raise ValueError(f"Class count mismatch: {path} lists {len(names)} labels but the "
-                                 f"model predicts {num_classes} classes. Pass --labels with the "
-                                 f"label file of the dataset the model was trained on.")
-            return names
-        if labels:
-            raise FileNotFoundError(f"labels file not found. Received: labels={labels!r}")
-    return None
+    elif pretrained:
+        names = _pretrained_labels(pretrained)
+    if names is not None and num_classes is not None and len(names) != num_classes:
+        raise ValueError(f"Class count mismatch: the label list has {len(names)} names but the "
+                         f"model predicts {num_classes} classes. Pass --labels with the label "
+                         f"file of the dataset the model was trained on.")
+    return names
+
+
+def _pretrained_labels(name):
+    try:
+        from keras_tin.weights import registry
+        from keras_tin.weights.labels import PACKAGED
+        from keras_tin.weights.labels import get_labels
+    except ImportError:
+        return None
+    dataset = str(registry.get_record(name).get("dataset", "")).lower()
+    return get_labels(dataset) if dataset in PACKAGED else None
 
 
 def predict_files(model, paths, top_k=5, class_names=None, num_clips=1, num_crops=1,

@@ -205,6 +205,21 @@ def write_labels(path, classes):
         f.write("\n".join(str(c) for c in classes) + "\n")
 
 
+def _worker_config(config, dist):
+    """Multi-worker runs: every worker saves (saving is collective), but only the chief into
+    ``output_dir``; worker N uses ``output_dir/workers/N`` (TF's multi-worker advice)."""
+    resolver = getattr(dist.strategy, "cluster_resolver", None)
+    if dist.name != "multi_worker" or resolver is None:
+        return config
+    task_type, task_id = resolver.task_type, resolver.task_id
+    chief = task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+    if chief:
+        return config
+    return config.replace(output_dir=os.path.join(config.output_dir, "workers",
+                                                  f"{task_type}_{task_id}"))
+
+
 def train(config, callbacks=()):
     """Trains ``config``'s model with `model.fit`; resumes from ``output_dir/backup`` if present.
 
@@ -219,6 +234,7 @@ def train(config, callbacks=()):
         raise TypeError(f"config must be a TrainConfig. Received: {type(config).__name__}")
     keras.utils.set_random_seed(config.seed)
     dist = distribute.make_distribution(config.strategy)
+    config = _worker_config(config, dist)
     os.makedirs(os.path.join(config.output_dir, "checkpoints"), exist_ok=True)
     config.save(os.path.join(config.output_dir, "config.json"))
     train_ds, val_ds, info = build_datasets(config, dist.num_replicas)
