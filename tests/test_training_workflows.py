@@ -170,3 +170,20 @@ def test_predict_label_count_mismatch_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="3 names but the model predicts 5"):
         find_labels(None, str(labels), num_classes=5)
     assert find_labels(None, None, num_classes=5) is None
+
+
+def test_cli_errors_quote_the_value(videos, tmp_path, tiny_tin):
+    path = tmp_path / "model.keras"
+    tiny_tin.save(str(path))
+    with pytest.raises(ValueError, match=r"takes clips of 8 frames.*frames=4.*--frames 8"):
+        cli.main(["evaluate", "--model", str(path), "--dataset", "folder", "--root", videos,
+                  "--frames", "4"])
+    with pytest.raises(FileNotFoundError, match=r"Received: root='.*missing'"):
+        cli.main(["train", "--dataset", "ucf101", "--root", str(tmp_path / "missing"),
+                  "--output-dir", str(tmp_path / "run")])
+    with pytest.raises(ValueError, match=r"Received: val_split='valid8'"):
+        cli.main(["train", "--dataset", "folder", "--root", videos, "--val-split", "valid8",
+                  "--output-dir", str(tmp_path / "run")])
+    with pytest.raises(FileNotFoundError, match=r"Received: --model"):
+        cli.main(["evaluate", "--model", str(tmp_path / "nope.keras"), "--dataset", "folder",
+                  "--root", videos])
