@@ -22,6 +22,7 @@ VARIANTS = {
     "TSN-R50": dict(temporal="tsn"),
     "TSM-R50": dict(temporal="tsm"),
     "TIN-R50 (auto)": dict(temporal="tin", implementation="auto"),
+    "TIN-R50 (auto, unfused)": dict(temporal="tin", implementation="auto", fuse=False),
     "TIN-R50 (portable, fused)": dict(temporal="tin", implementation="portable"),
     "TIN-R50 (portable, unfused)": dict(temporal="tin", implementation="portable", fuse=False),
 }

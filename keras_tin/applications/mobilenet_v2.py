@@ -15,11 +15,11 @@ the divisor nearest to 4 that works (3 for 24 channels: 8 interlaced channels).
 import keras
 
 from keras_tin import layers as tin_layers
-from keras_tin.applications.partial_bn import freeze_batchnorm
-from keras_tin.applications.temporal_resnet import NORMALIZATIONS
 from keras_tin.applications.temporal_resnet import _batch_norm
-from keras_tin.applications.temporal_resnet import _check_args
-from keras_tin.applications.temporal_resnet import _clip_shape
+from keras_tin.applications.video_model import check_video_args
+from keras_tin.applications.video_model import clip_input
+from keras_tin.applications.video_model import finish_model
+from keras_tin.applications.video_model import video_head
 
 # (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper.
 INVERTED_RESIDUAL_SETTINGS = (
@@ -113,21 +113,10 @@ def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None
     Returns:
         A keras.Model on clips of shape (batch, frames, H, W, 3), RGB in [0, 255].
     """
-    _check_args(temporal, 50, frames, weights, include_top, pooling, classes, input_shape,
-                normalization)
+    check_video_args(temporal, frames, include_top, pooling, classes, input_shape, normalization)
     if not isinstance(alpha, (int, float)) or alpha <= 0:
         raise ValueError(f"alpha must be a positive number. Received: alpha={alpha!r}")
-    if input_tensor is None:
-        inputs = keras.Input(shape=_clip_shape(input_shape, frames), name="clips")
-        x = inputs
-    else:
-        inputs = keras.utils.get_source_inputs(input_tensor)
-        x = input_tensor
-    if normalization is not None:
-        mean, std = NORMALIZATIONS[normalization]
-        x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
-                                       name="normalization")(x)
-    x = tin_layers.FoldFrames(frames, name="fold_frames")(x)  # (B*T, H, W, 3)
+    inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = _conv(make_divisible(32 * alpha), 3, 2, "conv1")(x)
     x = keras.layers.ReLU(6.0)(_batch_norm("bn1")(x))
     index = 0
@@ -140,31 +129,9 @@ def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None
     last = make_divisible(1280 * max(1.0, alpha))
     x = _conv(last, 1, 1, "conv_last")(x)
     x = keras.layers.ReLU(6.0)(_batch_norm("conv_last_bn")(x))
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (B*T, C)
-        x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
-        x = keras.layers.Dense(classes, name="fc")(x)  # per-frame logits
-        x = tin_layers.FrameConsensus(frames, name="consensus")(x)  # (B, classes)
-        x = keras.layers.Activation(classifier_activation, dtype="float32",
-                                    name="predictions")(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = tin_layers.FrameConsensus(frames, name="consensus")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)
-        x = keras.layers.GlobalMaxPooling1D(name="max_over_frames")(x)
-    else:
-        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)  # (B, T, h, w, C)
-    if name is None:
-        name = f"{temporal}_mobilenet_v2"
-    model = keras.Model(inputs, x, name=name)
-    if weights is not None:
-        from keras_tin.weights.loading import load_weights
-        load_weights(model, weights)
-    if partial_bn:
-        freeze_batchnorm(model)
-    return model
+    x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
+                   dropout_rate)
+    return finish_model(inputs, x, name or f"{temporal}_mobilenet_v2", weights, partial_bn)
 
 
 def _build(temporal, frames, include_top, weights, input_tensor, input_shape, pooling, classes,

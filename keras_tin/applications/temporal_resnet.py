@@ -10,15 +10,11 @@ folded into the batch inside the model; the head averages per-frame logits.
 import keras
 
 from keras_tin import layers as tin_layers
-from keras_tin.applications.partial_bn import freeze_batchnorm
+from keras_tin.applications.video_model import check_video_args
+from keras_tin.applications.video_model import clip_input
+from keras_tin.applications.video_model import finish_model
+from keras_tin.applications.video_model import video_head
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
-NORMALIZATIONS = {
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "inception": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),  # x / 127.5 - 1
-}
-TEMPORAL_MODULES = ("tin", "tsm", "tsn")
 DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
@@ -75,37 +71,6 @@ def _basic(x, planes, strides, name, module, fuse):
     return keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
 
 
-def _check_args(temporal, depth, frames, weights, include_top, pooling, classes, input_shape,
-                normalization):
-    if temporal not in TEMPORAL_MODULES:
-        raise ValueError(f"temporal must be one of {TEMPORAL_MODULES}. Received: temporal={temporal!r}")
-    if depth not in DEPTHS:
-        raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
-    if not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"frames must be a positive integer. Received: frames={frames!r}")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if include_top and (not isinstance(classes, int) or classes < 1):
-        raise ValueError(f"classes must be a positive integer. Received: classes={classes!r}")
-    if normalization is not None and normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be None or one of {sorted(NORMALIZATIONS)}. "
-                         f"Received: normalization={normalization!r}")
-    if input_shape is not None:
-        shape = tuple(input_shape)
-        if len(shape) == 4 and shape[0] not in (None, frames):
-            raise ValueError(f"input_shape={shape} has {shape[0]} frames but frames={frames}.")
-        if len(shape) not in (3, 4) or shape[-1] != 3:
-            raise ValueError("input_shape must be (frames, height, width, 3) or (height, width, 3)."
-                             f" Received: input_shape={shape}")
-
-
-def _clip_shape(input_shape, frames):
-    if input_shape is None:
-        return (frames, 224, 224, 3)
-    shape = tuple(input_shape)
-    return (frames,) + shape[-3:]
-
-
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
                    input_tensor=None, input_shape=None, pooling=None, classes=400,
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
@@ -139,24 +104,15 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     Returns:
         A keras.Model on clips of shape (batch, frames, H, W, 3).
     """
-    _check_args(temporal, depth, frames, weights, include_top, pooling, classes, input_shape,
-                normalization)
+    check_video_args(temporal, frames, include_top, pooling, classes, input_shape, normalization)
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
     if not isinstance(base_filters, int) or base_filters < 1:
         raise ValueError(f"base_filters must be a positive integer. Received: "
                          f"base_filters={base_filters!r}")
     block_kind, stage_blocks = DEPTHS[depth]
     block_fn = _bottleneck if block_kind == "bottleneck" else _basic
-    if input_tensor is None:
-        inputs = keras.Input(shape=_clip_shape(input_shape, frames), name="clips")
-        x = inputs
-    else:
-        inputs = keras.utils.get_source_inputs(input_tensor)
-        x = input_tensor
-    if normalization is not None:
-        mean, std = NORMALIZATIONS[normalization]
-        x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
-                                       name="normalization")(x)
-    x = tin_layers.FoldFrames(frames, name="fold_frames")(x)  # (B*T, H, W, 3)
+    inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = _conv(base_filters, 7, 2, "conv1")(x)
     x = keras.layers.ReLU()(_batch_norm("bn1")(x))
     x = keras.layers.ZeroPadding2D(1)(x)  # zero padding == -inf padding after ReLU
@@ -168,31 +124,9 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
             strides = 2 if (b == 0 and stage > 0) else 1
             module = _temporal_module(temporal, frames, block, implementation, fuse)
             x = block_fn(x, planes, strides, block, module, fuse)
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (B*T, C)
-        x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
-        x = keras.layers.Dense(classes, name="fc")(x)  # per-frame logits
-        x = tin_layers.FrameConsensus(frames, name="consensus")(x)  # (B, classes)
-        x = keras.layers.Activation(classifier_activation, dtype="float32",
-                                    name="predictions")(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = tin_layers.FrameConsensus(frames, name="consensus")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)
-        x = keras.layers.GlobalMaxPooling1D(name="max_over_frames")(x)
-    else:
-        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)  # (B, T, h, w, C)
-    if name is None:
-        name = f"{temporal}_resnet{depth}"
-    model = keras.Model(inputs, x, name=name)
-    if weights is not None:
-        from keras_tin.weights.loading import load_weights
-        load_weights(model, weights)
-    if partial_bn:
-        freeze_batchnorm(model)
-    return model
+    x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
+                   dropout_rate)
+    return finish_model(inputs, x, name or f"{temporal}_resnet{depth}", weights, partial_bn)
 
 
 def _constructor(temporal, depth):

@@ -26,7 +26,7 @@ logger = logging.getLogger("keras_tin.data")
 
 
 def _normalizations():
-    from keras_tin.applications.temporal_resnet import NORMALIZATIONS  # the models' own constants
+    from keras_tin.applications.video_model import NORMALIZATIONS  # the models' own constants
 
     return NORMALIZATIONS
 

@@ -1,0 +1,85 @@
+"""What every keras_tin video model shares: the clip input, and the TSN-style head."""
+
+import keras
+
+from keras_tin import layers as tin_layers
+from keras_tin.applications.partial_bn import freeze_batchnorm
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+NORMALIZATIONS = {
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "inception": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),  # x / 127.5 - 1
+}
+TEMPORAL_MODULES = ("tin", "tsm", "tsn")
+
+
+def check_video_args(temporal, frames, include_top, pooling, classes, input_shape,
+                     normalization):
+    if temporal not in TEMPORAL_MODULES:
+        raise ValueError(f"temporal must be one of {TEMPORAL_MODULES}. Received: temporal={temporal!r}")
+    if not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be a positive integer. Received: frames={frames!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if include_top and (not isinstance(classes, int) or classes < 1):
+        raise ValueError(f"classes must be a positive integer. Received: classes={classes!r}")
+    if normalization is not None and normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be None or one of {sorted(NORMALIZATIONS)}. "
+                         f"Received: normalization={normalization!r}")
+    if input_shape is not None:
+        shape = tuple(input_shape)
+        if len(shape) == 4 and shape[0] not in (None, frames):
+            raise ValueError(f"input_shape={shape} has {shape[0]} frames but frames={frames}.")
+        if len(shape) not in (3, 4) or shape[-1] != 3:
+            raise ValueError("input_shape must be (frames, height, width, 3) or (height, width, 3)."
+                             f" Received: input_shape={shape}")
+
+
+def clip_input(frames, input_tensor, input_shape, normalization):
+    """Returns (model inputs, folded frames (B*T, H, W, 3) normalised as asked)."""
+    if input_tensor is None:
+        shape = (frames, 224, 224, 3) if input_shape is None else (frames,) + tuple(input_shape)[-3:]
+        inputs = keras.Input(shape=shape, name="clips")
+        x = inputs
+    else:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        x = input_tensor
+    if normalization is not None:
+        mean, std = NORMALIZATIONS[normalization]
+        x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
+                                       name="normalization")(x)
+    return inputs, tin_layers.FoldFrames(frames, name="fold_frames")(x)  # (B*T, H, W, 3)
+
+
+def video_head(x, frames, include_top, pooling, classes, classifier_activation, dropout_rate):
+    """Per-frame features (B*T, h, w, C) -> the model output.
+
+    include_top: per-frame logits averaged over frames (TSN consensus), then the activation.
+    Otherwise pooling None gives (B, T, h, w, C), "avg"/"max" give (B, C).
+    """
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (B*T, C)
+        x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+        x = keras.layers.Dense(classes, name="fc")(x)  # per-frame logits
+        x = tin_layers.FrameConsensus(frames, name="consensus")(x)  # (B, classes)
+        return keras.layers.Activation(classifier_activation, dtype="float32",
+                                       name="predictions")(x)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return tin_layers.FrameConsensus(frames, name="consensus")(x)
+    if pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)
+        return keras.layers.GlobalMaxPooling1D(name="max_over_frames")(x)
+    return tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)  # (B, T, h, w, C)
+
+
+def finish_model(inputs, outputs, name, weights, partial_bn):
+    model = keras.Model(inputs, outputs, name=name)
+    if weights is not None:
+        from keras_tin.weights.loading import load_weights
+        load_weights(model, weights)
+    if partial_bn:
+        freeze_batchnorm(model)
+    return model
