@@ -91,7 +91,7 @@ class TemporalInterlace(keras.layers.Layer):
         check_folded_input(self, tuple(inputs.shape), self.frames)
         f = self.interlaced_channels
         # Offsets and weights stay float32 under mixed precision: a is a sub-frame fraction.
-        desc = ops.mean(ops.cast(inputs[..., :f], "float32"), axis=(1, 2))  # (N*T, F)
+        desc = dispatch.descriptor_fn(self.implementation)(inputs, f)  # (N*T, F)
         desc = ops.reshape(desc, (-1, self.frames, f))  # (N, T, F)
         z = ops.conv(desc, self.offset_conv_kernel, padding="same")
         z = z[..., 0] + self.offset_conv_bias  # (N, T)

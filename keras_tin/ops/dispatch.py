@@ -18,6 +18,7 @@ import threading
 import warnings
 
 import keras
+from keras import ops
 
 from keras_tin.ops import portable
 
@@ -147,6 +148,32 @@ def _select(implementation, delta):
         return fn(x, offsets, weights, frames, shift_div)
 
     return apply
+
+
+def _portable_descriptor(x, channels):
+    return ops.mean(ops.cast(x[..., :channels], "float32"), axis=(1, 2))  # (N*T, F)
+
+
+def _dispatched_descriptor(implementation):
+    def apply(x, channels):
+        if _use_custom_op(implementation, x, delta=True):
+            from keras_tin.ops import custom_op
+            return custom_op.channel_mean(x, channels)
+        return _portable_descriptor(x, channels)
+
+    return apply
+
+
+def descriptor_fn(implementation):
+    """(x, F) -> the TIN descriptor, mean over H, W of x[..., :F] in float32 (N*T, F).
+
+    Follows the same rules as interlace_fn: the op reads the F channels in place,
+    where the portable path first materialises the slice (PERF_NOTES.md).
+    """
+    check_implementation(implementation)
+    if implementation == "portable":
+        return _portable_descriptor
+    return _dispatched_descriptor(implementation)
 
 
 def interlace_fn(implementation):
