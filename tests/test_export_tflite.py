@@ -138,3 +138,28 @@ def test_int8_needs_representative_dataset(tin_r18):
 def test_rejects_unknown_quantization(tin_r18):
     with pytest.raises(ValueError, match="quantize"):
         convert_tflite(tin_r18, quantize="int4")
+
+
+def test_int8_dead_relu_runs_on_xnnpack(tmp_path):
+    """A hidden layer that is zero on every calibration clip (a dead ReLU, as in the
+    OffsetNet of a randomly initialised TIN-R50) once got the scale 2e-6 / 255; XNNPACK
+    then failed to build its runtime (RuntimeError here, an abort with a double free on
+    TIN-R50). Its range is widened before quantizing, so the file runs and keeps the bias."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((2, 4, 4, 3))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(8, activation="relu",
+                           bias_initializer=keras.initializers.Constant(-1e4))(x)
+    outputs = keras.layers.Dense(2, bias_initializer=keras.initializers.Constant(0.5))(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    calibration = rng.uniform(0, 255, (8, 2, 4, 4, 3)).astype(np.float32)
+    path = tmp_path / "dead.tflite"
+    export_tflite(model, path, quantize="int8", representative_dataset=calibration)
+    runner = TFLiteModel(path)  # default resolver: XNNPACK
+    scales = [d["quantization"][0] for d in runner.interpreter.get_tensor_details()
+              if d["quantization"][0]]
+    assert min(scales) > 1e-6, min(scales)
+    np.testing.assert_allclose(runner(calibration[:2]), 0.5, atol=0.01)

@@ -4,6 +4,16 @@ Builtin ops only: the converter is never allowed SELECT_TF_OPS (Flex), so every 
 on the stock LiteRT runtime (ai-edge-litert, Android, iOS). The graph is traced on the
 portable keras.ops path, which lowers to CONV_2D, BATCH_MATMUL, TRANSPOSE, RESHAPE and
 elementwise builtins.
+
+Full-integer int8 is calibrated, then quantized in a second step (see
+`widen_degenerate_ranges`): a tensor that is zero on every calibration clip (a dead ReLU,
+e.g. a TIN OffsetNet hidden layer of a network whose BN statistics do not match the
+clips) would otherwise get the scale 2e-6 / 255, and an int8 FULLY_CONNECTED writing it
+has a requantization scale (input scale x weight scale / output scale) far above what
+XNNPACK accepts. LiteRT's XNNPACK delegate then fails to create its runtime in
+allocate_tensors: a RuntimeError on a small model, an abort ("free(): double free
+detected in tcache 2") on TIN-ResNet-50 (ai-edge-litert 2.3.0). The builtin kernels run
+such a file, but the consumer's bias is squeezed into that tiny scale as well.
 """
 
 import os
@@ -47,7 +57,68 @@ def convert_tflite(model, quantize=None, representative_dataset=None, batch_size
                 representative_dataset, clip_shape(model), max_calibration_clips)
             if integer_only:
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            return _calibrate_and_quantize(converter)
         return converter.convert()
+
+
+# A calibrated range narrower than this is "degenerate" (the tensor was constant zero on
+# every calibration clip); it is widened to DEGENERATE_RANGE_FALLBACK before quantizing.
+DEGENERATE_RANGE = 1e-5
+DEGENERATE_RANGE_FALLBACK = (-1.0, 1.0)
+
+
+def widen_degenerate_ranges(calibrated, min_range=DEGENERATE_RANGE,
+                            fallback=DEGENERATE_RANGE_FALLBACK):
+    """Widens every calibrated activation range [min, max] narrower than `min_range`.
+
+    `calibrated` is a float .tflite flatbuffer carrying calibration statistics (what
+    TFLiteConverter returns with `_experimental_calibrate_only`). A tensor that is zero on
+    every calibration clip records [0, 0], which the quantizer turns into the scale
+    2e-6 / 255 (see the module docstring for why LiteRT's XNNPACK delegate then fails).
+    Such a range is replaced by `fallback` (which contains 0, so zero stays exact).
+    The float numerics are untouched: only the quantization parameters of those tensors
+    (and the bias scales derived from them) change.
+
+    Returns (new flatbuffer bytes, names of the widened tensors).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buf = bytearray(calibrated)
+    model = schema.Model.GetRootAs(buf, 0)
+    widened = []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            q = tensor.Quantization()
+            if q is None or q.MinLength() != 1 or q.MaxLength() != 1 or q.ScaleLength():
+                continue  # no calibration statistics (weights, int tensors, per-axis)
+            lo, hi = q.MinAsNumpy(), q.MaxAsNumpy()  # views into buf
+            # The quantizer extends every range to contain 0; only [0, 0] is degenerate.
+            if max(float(hi[0]), 0.0) - min(float(lo[0]), 0.0) < min_range:
+                lo[0] = min(float(lo[0]), fallback[0])
+                hi[0] = max(float(hi[0]), fallback[1])
+                widened.append(tensor.Name().decode())
+    return bytes(buf), widened
+
+
+def _calibrate_and_quantize(converter):
+    """converter.convert() for full-integer int8, with degenerate ranges widened.
+
+    The same two steps TFLiteConverter takes with its MLIR quantizer (calibrate, then
+    mlir_quantize with float input and output), split so that the calibration statistics
+    can be checked in between.
+    """
+    from tensorflow.lite.python import convert as tflite_convert
+
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    calibrated, _ = widen_degenerate_ranges(calibrated)
+    return tflite_convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=converter._experimental_disable_per_channel,
+        disable_per_channel_for_dense_layers=(
+            converter._experimental_disable_per_channel_quantization_for_dense_layers))
 
 
 def export_tflite(model, path, quantize=None, representative_dataset=None, batch_size=1,
