@@ -61,9 +61,10 @@ def main():
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--train-batch", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=";".join(VARIANTS),
+                        help="semicolon-separated subset of the variant names")
     args = parser.parse_args()
-    names = [v for v in args.variants.split(",") if v]
+    names = [v for v in args.variants.split(";") if v]
     print(f"custom op: {dispatch.custom_op_status()}; TF {tf.__version__}; "
           f"threads: inter={tf.config.threading.get_inter_op_parallelism_threads()} "
           f"intra={tf.config.threading.get_intra_op_parallelism_threads()}")
