@@ -35,8 +35,7 @@ def bench_model(name, model, clip, calibration, repeats, threads, workdir):
     from keras_tin.export import export_tflite
     from keras_tin.ops.dispatch import portable_only
 
-    # Convert everything before any interpreter exists: an int8 conversion while a
-    # LiteRT interpreter was alive aborted once with a double free (TF 2.21 / LiteRT 2.3).
+    # Convert everything first; every LiteRT run happens in a child process (below).
     files = {}
     for quantize in (None, "int8"):
         path = os.path.join(workdir, f"{name}_{quantize or 'float'}.tflite")
@@ -57,8 +56,11 @@ def bench_model(name, model, clip, calibration, repeats, threads, workdir):
     return rows
 
 
-# LiteRT runs in its own process, which never imports TensorFlow: with TF's converter
-# (and its own TFLite runtime) loaded, allocating a 95 MB model aborted with a double free.
+# LiteRT runs in its own process, which never imports TensorFlow, as on a device (and
+# TF's thread pools do not compete with XNNPACK's). The "double free" abort seen here
+# was the int8 TIN-R50 file, not the float one: a calibration range of [0, 0] gave an
+# int8 FULLY_CONNECTED a requantization scale XNNPACK rejects; export_tflite now widens
+# such ranges (keras_tin/export/tflite.py, widen_degenerate_ranges).
 LITERT_TIMER = """
 import sys, time
 import numpy as np

@@ -61,23 +61,27 @@ def convert_tflite(model, quantize=None, representative_dataset=None, batch_size
         return converter.convert()
 
 
-# A calibrated range narrower than this is "degenerate" (the tensor was constant zero on
-# every calibration clip); it is widened to DEGENERATE_RANGE_FALLBACK before quantizing.
+# A calibrated range narrower than this is "degenerate": the tensor was zero on every
+# calibration clip. It takes the range of the nearest upstream activation instead.
 DEGENERATE_RANGE = 1e-5
 DEGENERATE_RANGE_FALLBACK = (-1.0, 1.0)
 
 
 def widen_degenerate_ranges(calibrated, min_range=DEGENERATE_RANGE,
                             fallback=DEGENERATE_RANGE_FALLBACK):
-    """Widens every calibrated activation range [min, max] narrower than `min_range`.
+    """Replaces every calibrated activation range narrower than `min_range`.
 
     `calibrated` is a float .tflite flatbuffer carrying calibration statistics (what
     TFLiteConverter returns with `_experimental_calibrate_only`). A tensor that is zero on
     every calibration clip records [0, 0], which the quantizer turns into the scale
     2e-6 / 255 (see the module docstring for why LiteRT's XNNPACK delegate then fails).
-    Such a range is replaced by `fallback` (which contains 0, so zero stays exact).
-    The float numerics are untouched: only the quantization parameters of those tensors
-    (and the bias scales derived from them) change.
+    Such a tensor gets the range of the first non-degenerate activation input of the op
+    that produces it (searching upstream through degenerate inputs), so its scale is the
+    local activation scale and XNNPACK's requantization ratios (input scale x weight
+    scale / output scale for FULLY_CONNECTED and CONV_2D, input / output scale for ADD)
+    stay near those of the live tensors around it; `fallback` if there is none. Both
+    contain 0, so zero stays exact. The float numerics are untouched: only the
+    quantization parameters of those tensors (and bias scales derived from them) change.
 
     Returns (new flatbuffer bytes, names of the widened tensors).
     """
@@ -88,17 +92,44 @@ def widen_degenerate_ranges(calibrated, min_range=DEGENERATE_RANGE,
     widened = []
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
+        stats = {}  # tensor index -> (min view, max view) into buf
         for t in range(subgraph.TensorsLength()):
-            tensor = subgraph.Tensors(t)
-            q = tensor.Quantization()
-            if q is None or q.MinLength() != 1 or q.MaxLength() != 1 or q.ScaleLength():
-                continue  # no calibration statistics (weights, int tensors, per-axis)
-            lo, hi = q.MinAsNumpy(), q.MaxAsNumpy()  # views into buf
+            q = subgraph.Tensors(t).Quantization()
+            if q is not None and q.MinLength() == 1 and q.MaxLength() == 1 and not q.ScaleLength():
+                stats[t] = (q.MinAsNumpy(), q.MaxAsNumpy())
+        producer = {}
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            for j in range(op.OutputsLength()):
+                producer[op.Outputs(j)] = op
+
+        def degenerate(t):
+            lo, hi = stats[t]
             # The quantizer extends every range to contain 0; only [0, 0] is degenerate.
-            if max(float(hi[0]), 0.0) - min(float(lo[0]), 0.0) < min_range:
-                lo[0] = min(float(lo[0]), fallback[0])
-                hi[0] = max(float(hi[0]), fallback[1])
-                widened.append(tensor.Name().decode())
+            return max(float(hi[0]), 0.0) - min(float(lo[0]), 0.0) < min_range
+
+        def upstream_range(t, seen):
+            op = producer.get(t)
+            if op is None:
+                return None
+            inputs = [op.Inputs(j) for j in range(op.InputsLength())]
+            inputs = [i for i in inputs if i in stats and i not in seen]
+            for i in inputs:  # a live input first
+                if not degenerate(i):
+                    return float(stats[i][0][0]), float(stats[i][1][0])
+            for i in inputs:  # then through degenerate ones
+                seen.add(i)
+                found = upstream_range(i, seen)
+                if found is not None:
+                    return found
+            return None
+
+        bad = [t for t in stats if degenerate(t)]
+        new_ranges = {t: upstream_range(t, {t}) or fallback for t in bad}
+        for t, (lo, hi) in new_ranges.items():
+            stats[t][0][0] = min(lo, 0.0)
+            stats[t][1][0] = max(hi, 0.0)
+            widened.append(subgraph.Tensors(t).Name().decode())
     return bytes(buf), widened
 
 
