@@ -193,6 +193,16 @@ def test_folder_of_videos_and_frames(tmp_path):
     assert labels.numpy().tolist() == [0, 0, 1]
 
 
+def test_folder_missing_split_is_an_error_not_two_classes(tmp_path):
+    root = str(tmp_path)
+    dv.write_frames(f"{root}/train/cat/clip1", 4)
+    dv.write_frames(f"{root}/train/dog/clip2", 4)
+    with pytest.raises(FileNotFoundError, match=r"split folders \['train'\] but none for "
+                                                r"split='val'"):
+        kd.list_samples("folder", root, "val")
+    assert kd.list_samples("folder", root, "train").classes == ["cat", "dog"]
+
+
 def test_unknown_dataset_and_root(tmp_path):
     with pytest.raises(ValueError, match="name='kinetics700'"):
         kd.list_samples("kinetics700", str(tmp_path))

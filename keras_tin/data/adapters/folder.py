@@ -6,7 +6,9 @@ Layout::
     root/[<split>/]<class name>/<clip>/00001.jpg   (a folder of frames)
 
 If ``root/<split>`` exists (train/val/test or an alias) it is used, else ``root``
-itself. Classes are the sorted class-folder names.
+itself, unless ``root`` holds folders of the other splits: then the asked-for split is
+missing, and using ``root`` would turn "train"/"val" into class names, so it is an error.
+Classes are the sorted class-folder names.
 """
 
 import os
@@ -17,6 +19,14 @@ from keras_tin.data.adapters import base
 def list_folder(root, split, log, **unused):
     split = base.canonical_split(split)
     folder = base.find_dir(root, base.SPLIT_ALIASES[split])
+    if folder == root:
+        present = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
+                         and any(d in aliases for aliases in base.SPLIT_ALIASES.values()))
+        if present:
+            raise FileNotFoundError(
+                f"folder dataset {root!r} has split folders {present} but none for "
+                f"split={split!r} (looked for {list(base.SPLIT_ALIASES[split])}). Create "
+                f"{os.path.join(root, split)}/<class>/<video>, or ask for one of {present}.")
     classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     if not classes:
         raise FileNotFoundError(f"no class folders under {folder}")
