@@ -1,5 +1,6 @@
-// CUDA kernels of TinInterlace / TinInterlaceGrad. The per-element arithmetic is
-// tin_interlace.h's, the same code the CPU kernel's taps come from.
+// CUDA kernels of TinInterlace / TinInterlaceGrad. Every element is computed by
+// tin_interlace.h's forward_element / input_grad_element / param_grad_terms, the same
+// functions tests/test_cuda_kernel_cupy.py checks against NumPy on a GPU.
 // Compiled only when TensorFlow is a CUDA build and nvcc is found (custom_op.py).
 // UNVERIFIED: written without access to a GPU; see README "custom op".
 #include <cuda_bf16.h>
@@ -37,52 +38,20 @@ struct FloatView {
 template <typename N>
 __global__ void ForwardKernel(Dims d, const N* x, const float* offsets, const float* weights,
                               N* y, long long total) {
+  const FloatView<N> xv{x};
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)blockDim.x * gridDim.x) {
-    // float copies of the two taps: tin::forward_element on float storage would need a
-    // float array, so the element is computed through the same taps here.
-    const int cout = d.out_channels();
-    const int c = static_cast<int>(i % cout);
-    const long long rp = i / cout;
-    if (c >= d.interlaced) {
-      y[i] = x[rp * d.channels + c];
-      continue;
-    }
-    const long long p = rp % d.pixels;
-    const long long row = rp / d.pixels;
-    const long long n = row / d.frames;
-    const int t = static_cast<int>(row % d.frames);
-    const Taps tp = forward_taps(offsets, weights, d.frames, n, t, c / d.group_size);
-    const long long base = n * d.frames;
-    float v = tp.c0 * to_float(x[((base + tp.f0) * d.pixels + p) * d.channels + c]) +
-              tp.c1 * to_float(x[((base + tp.f1) * d.pixels + p) * d.channels + c]);
-    if (d.delta) v -= to_float(x[rp * d.channels + c]);
-    store(y + i, v);
+    store(y + i, forward_element(xv, offsets, weights, d, i));
   }
 }
 
 template <typename N>
 __global__ void InputGradKernel(Dims d, const N* dy, const float* offsets,
                                 const float* weights, N* dx, long long total) {
-  const int cy = d.out_channels();
+  const FloatView<N> gv{dy};
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)blockDim.x * gridDim.x) {
-    const int c = static_cast<int>(i % d.channels);
-    const long long rp = i / d.channels;
-    if (c >= d.interlaced) {
-      store(dx + i, d.delta ? 0.0f : to_float(dy[rp * cy + c]));
-      continue;
-    }
-    const long long p = rp % d.pixels;
-    const long long row = rp / d.pixels;
-    const long long n = row / d.frames;
-    const int s = static_cast<int>(row % d.frames);
-    const Taps tp = adjoint_taps(offsets, weights, d.frames, n, s, c / d.group_size);
-    const long long base = n * d.frames;
-    float v = tp.c0 * to_float(dy[((base + tp.f0) * d.pixels + p) * cy + c]) +
-              tp.c1 * to_float(dy[((base + tp.f1) * d.pixels + p) * cy + c]);
-    if (d.delta) v -= to_float(dy[rp * cy + c]);
-    store(dx + i, v);
+    store(dx + i, input_grad_element(gv, offsets, weights, d, i));
   }
 }
 
