@@ -64,11 +64,17 @@ def test_consensus_averages_per_frame_logits():
 
 
 def test_shortcut_sees_the_uninterlaced_input():
-    """Zeroing the TIN weights (w = 0 on the interlaced quarter) changes only the residual
-    branch: the first block's downsample conv still sees the original channels."""
+    """TIN lives inside each block's conv1; the shortcut (downsample conv, or the identity
+    into the residual Add) takes the block input itself, not an interlaced copy."""
     model = small(applications.TINResNet18, include_top=False)
-    tin = model.get_layer("layer1_0_conv1").temporal_module
-    assert tin.frames == 4 and tin.shift_div == 4
+    conv1 = model.get_layer("layer1_0_conv1")
+    assert isinstance(conv1.temporal_module, layers.TemporalInterlace)
+    block_input = conv1.input
+    assert model.get_layer("layer2_0_downsample_conv").input is \
+        model.get_layer("layer2_0_conv1").input
+    add = model.get_layer("layer1_0_out")._inbound_nodes[0].parent_nodes[0].operation
+    assert isinstance(add, keras.layers.Add)
+    assert any(t is block_input for t in add.input)  # identity shortcut
 
 
 @pytest.mark.parametrize("pooling,shape", [(None, (2, 4, 1, 1, 128)), ("avg", (2, 128)),

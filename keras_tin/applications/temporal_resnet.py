@@ -30,7 +30,7 @@ def _batch_norm(name):
                                            name=name)
 
 
-def _temporal_module(kind, frames, name, implementation, fuse):
+def _temporal_module(kind, frames, name, implementation):
     if kind == "tin":
         return tin_layers.TemporalInterlace(frames, shift_div=4, implementation=implementation,
                                             name=name + "_tin")
@@ -122,7 +122,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         for b in range(blocks):
             block = f"layer{stage + 1}_{b}"
             strides = 2 if (b == 0 and stage > 0) else 1
-            module = _temporal_module(temporal, frames, block, implementation, fuse)
+            module = _temporal_module(temporal, frames, block, implementation)
             x = block_fn(x, planes, strides, block, module, fuse)
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
                    dropout_rate)
