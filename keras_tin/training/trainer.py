@@ -18,6 +18,7 @@ Writes into ``config.output_dir``::
 import dataclasses
 import json
 import os
+import warnings
 
 import keras
 
@@ -247,12 +248,18 @@ def train(config, callbacks=()):
               f"{optimizers.scaled_lr(config, dist.num_replicas):g}")
     with dist.scope():
         model = build_model(config, len(classes), num_replicas=dist.num_replicas)
-    history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_steps=config.validation_steps if val_ds is not None else None,
-        callbacks=make_callbacks(config, dist.num_replicas, val_ds is not None) + list(callbacks),
-        verbose=config.verbose)
+    with warnings.catch_warnings():
+        if not config.steps_per_epoch:
+            # The pipeline skips bad videos, so its length is unknown until the first epoch
+            # ends; Keras then warns that the input "ran out of data", which is expected here.
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(
+            train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_steps=config.validation_steps if val_ds is not None else None,
+            callbacks=(make_callbacks(config, dist.num_replicas, val_ds is not None)
+                       + list(callbacks)),
+            verbose=config.verbose)
     model.save(os.path.join(config.output_dir, "model.keras"))
     logs = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     with open(os.path.join(config.output_dir, "history.json"), "w", encoding="utf-8") as f:
