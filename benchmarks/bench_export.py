@@ -33,7 +33,7 @@ def bench_model(name, model, clip, calibration, repeats, threads, workdir):
     import tensorflow as tf
 
     from keras_tin.export import export_tflite
-    from keras_tin.ops.dispatch import portable_only
+    from keras_tin.ops.dispatch import export_graph
 
     # Convert everything first; every LiteRT run happens in a child process (below).
     files = {}
@@ -45,7 +45,7 @@ def bench_model(name, model, clip, calibration, repeats, threads, workdir):
                                 representative_dataset=calibration))
         print(f"  {name} {quantize or 'float32'}: converted in "
               f"{time.perf_counter() - start:.0f} s", flush=True)
-    with portable_only():  # the same graph the exports hold
+    with export_graph():  # the same graph the exports hold
         keras_fn = tf.function(lambda c: model(c, training=False), jit_compile=False)
         keras_s = median_latency(lambda c: keras_fn(c).numpy(), clip, repeats)
     rows = {"keras float32": (keras_s, model.count_params() * 4)}

@@ -1,8 +1,8 @@
 """Export keras_tin models to TensorFlow SavedModel and TFLite (LiteRT).
 
-Every export traces the portable keras.ops path (`keras_tin.ops.dispatch.portable_only`),
+Every export traces the portable keras.ops path (`keras_tin.ops.dispatch.export_graph`),
 so artifacts contain only standard TensorFlow ops / TFLite builtins and load where
-keras_tin is not installed.
+keras_tin is not installed; each conv kernel is stored once (unfused TemporalConv2D).
 """
 
 from keras_tin.export.calibration import representative_dataset

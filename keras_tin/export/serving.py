@@ -1,7 +1,7 @@
 """The serving function every export traces: clips of a fixed layout in, model outputs out.
 
 Exports never see the model's Python call directly: they trace this function under
-`keras_tin.ops.dispatch.portable_only()`, so the graph holds only the portable keras.ops
+`keras_tin.ops.dispatch.export_graph()`, so the graph holds only the portable keras.ops
 interlace (standard TF ops that lower to TFLite builtins), never the custom TF op, and the
 artifact loads where keras_tin is not installed.
 """
@@ -58,15 +58,16 @@ def write_archive(model, path, batch_size=None, input_dtype="uint8", endpoint="s
                   output_name="predictions", verbose=False):
     """Writes a SavedModel with one endpoint (and serving_default) traced on the portable path.
 
-    Both add_endpoint and write_out run inside portable_only(): tf.saved_model.save traces
-    the endpoint again, and a trace outside the context would pick the custom op.
+    Both add_endpoint and write_out run inside export_graph() (portable path, unfused
+    TemporalConv2D): tf.saved_model.save traces the endpoint again, and a trace outside
+    the context would pick the custom op.
     """
     import keras
 
-    from keras_tin.ops.dispatch import portable_only
+    from keras_tin.ops.dispatch import export_graph
 
     spec = input_spec(model, batch_size, input_dtype)
-    with portable_only():
+    with export_graph():
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(endpoint, serving_fn(model, output_name), input_signature=[spec])

@@ -8,11 +8,14 @@ conv". Because the conv is linear and the module only changes its first
 
 which never copies the pass-through channels (PERF_NOTES.md). fuse=False is the
 literal composition; both hold the same single kernel, so weights and parameter
-counts are identical.
+counts are identical. Exports trace the literal form (keras_tin.ops.dispatch.export_graph):
+a traced fused graph would store the kernel's slice as a second constant.
 """
 
 import keras
 from keras import ops
+
+from keras_tin.ops import dispatch
 
 
 @keras.saving.register_keras_serializable(package="keras_tin")
@@ -58,7 +61,7 @@ class TemporalConv2D(keras.layers.Layer):
         module = self.temporal_module
         if module is None:
             return self._conv(inputs, self.kernel)
-        if not self.fuse:
+        if not self.fuse or dispatch.is_export_graph():
             return self._conv(module(inputs), self.kernel)
         changed = module.changed_channels(inputs.shape[-1])
         delta = module.delta(inputs)  # (N*T, H, W, changed)

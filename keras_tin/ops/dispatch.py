@@ -53,6 +53,28 @@ def is_portable_only():
     return getattr(_state, "portable_only", False)
 
 
+@contextlib.contextmanager
+def export_graph():
+    """portable_only(), and every TemporalConv2D traced as the literal conv(module(x)).
+
+    The fused form conv(x) + conv_F(delta) saves copying the pass-through channels on
+    TensorFlow, but a traced export would store the kernel twice (the whole kernel and
+    its first-F-channels slice, folded into its own constant) and, quantized, a second
+    set of per-channel scales. Exports (SavedModel, TFLite) trace under this context.
+    """
+    previous = getattr(_state, "export_graph", False)
+    _state.export_graph = True
+    try:
+        with portable_only():
+            yield
+    finally:
+        _state.export_graph = previous
+
+
+def is_export_graph():
+    return getattr(_state, "export_graph", False)
+
+
 _xla_probe_warned = False
 
 
