@@ -18,6 +18,7 @@ Environment:
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,6 +61,13 @@ def _nvcc():
     if not tf.test.is_built_with_cuda():
         return None
     return shutil.which(os.environ.get("NVCC") or "nvcc")
+
+
+def _tf_cuda_include():
+    """The CUDA headers inside a CUDA build of TensorFlow's include directory."""
+    import tensorflow as tf
+
+    return os.path.join(tf.sysconfig.get_include(), "third_party", "gpus", "cuda", "include")
 
 
 def _cxx_flags():
@@ -112,8 +120,12 @@ def _run(cmd, cwd):
     except FileNotFoundError as err:
         raise BuildError(f"compiler not found: {cmd[0]!r} ({err})") from None
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        raise BuildError(f"`{' '.join(cmd[:2])} ...` failed:\n" + "\n".join(tail))
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        # TensorFlow's headers print pages of deprecation warnings: show the error lines
+        # (with the line after each) rather than a tail that may hold warnings only.
+        shown = [l for i, l in enumerate(lines) if re.search(r"\berror\b", l)
+                 or (i > 0 and re.search(r"\berror\b", lines[i - 1]))][:15]
+        raise BuildError(f"`{' '.join(cmd[:2])} ...` failed:\n" + "\n".join(shown or lines[-15:]))
 
 
 @contextlib.contextmanager
@@ -153,9 +165,13 @@ def build(path=None, force=False):
                      cwd=tmp)
                 objects.append(cu_obj)
                 defines.append("-DGOOGLE_CUDA=1")  # registers the GPU kernels (unverified)
-                cuda_root = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-                defines.append(f"-I{os.path.join(cuda_root, 'include')}")
-                objects += [f"-L{os.path.join(cuda_root, 'lib64')}", "-lcudart"]
+                # The host side (Eigen's GPU device) needs cuda_runtime.h: use the CUDA
+                # headers that a CUDA build of TensorFlow ships (the version it was built
+                # with), not a path guessed from nvcc's location, which is wrong for a
+                # wrapper script or a pip layout. No -lcudart: libtensorflow_framework
+                # (in the link flags) exports the CUDA runtime API and loads TensorFlow's
+                # own libcudart, which a pip install does not put on the loader's path.
+                defines.append(f"-I{_tf_cuda_include()}")
             tmp_lib = os.path.join(tmp, LIBRARY_NAME)
             _run([_compiler(), *_cxx_flags(), *defines, f"-I{KERNEL_DIR}",
                   os.path.join(KERNEL_DIR, "tin_interlace_op.cc"),
