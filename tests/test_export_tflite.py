@@ -169,3 +169,30 @@ def test_int8_dead_relu_runs_on_xnnpack(tmp_path):
               if d["quantization"][0]]
     assert min(scales) > 1e-6, min(scales)
     np.testing.assert_allclose(runner(calibration[:2]), 0.5, atol=0.01)
+
+
+@pytest.mark.parametrize("constructor", [applications.TINResNet18, applications.TSMResNet18])
+def test_export_stores_each_conv_kernel_once(constructor):
+    """Exports trace conv(module(x)), not the fused conv(x) + conv_F(delta) (two kernels)."""
+    import keras
+
+    from keras_tin.export.litert import load_interpreter
+    from keras_tin.layers import TemporalConv2D
+    from keras_tin.layers import TemporalInterlace
+
+    model = build(constructor)
+    layers = list(model._flatten_layers(include_self=False))
+    temporal = [l for l in layers if isinstance(l, TemporalConv2D)
+                and l.temporal_module is not None]
+    assert temporal and all(l.fuse for l in temporal)  # the Keras model runs fused
+    convs = sum(isinstance(l, (keras.layers.Conv2D, TemporalConv2D)) for l in layers)
+    # TemporalInterlace layers are nested in TemporalConv2D: OffsetNet + WeightNet convs
+    interlaces = sum(isinstance(l.temporal_module, TemporalInterlace) for l in temporal)
+    interpreter = load_interpreter(convert_tflite(model))
+    ops = [op["op_name"] for op in interpreter._get_ops_details()]
+    assert ops.count("CONV_2D") == convs + 2 * interlaces, (ops.count("CONV_2D"), convs)
+    # op for op what the literal conv(module(x)) model exports: no conv_F, no extra ADD
+    literal = build(constructor, fuse=False)
+    literal_ops = [op["op_name"] for op in
+                   load_interpreter(convert_tflite(literal))._get_ops_details()]
+    assert sorted(ops) == sorted(literal_ops)
