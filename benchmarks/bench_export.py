@@ -127,7 +127,7 @@ def main():
     for name, rows in results.items():
         f_s, f_b = rows["tflite float32"]
         q_s, q_b = rows["tflite int8"]
-        print(f"{name}: int8/float file {q_b / f_b:.2f} (target <= 0.3), "
+        print(f"{name}: int8/float file {q_b / f_b:.4f} ({q_b} / {f_b} bytes; target <= 0.3), "
               f"int8/float TFLite latency {q_s / f_s:.2f} (target <= 0.6)")
     speedup = results["TIN-R50"]["keras float32"][0] / results["TIN-MobileNetV2"]["tflite int8"][0]
     print(f"TIN-MobileNetV2 int8 vs Keras TIN-R50: {speedup:.1f}x faster (target >= 10x)")

@@ -10,8 +10,9 @@ over the logits of all clips:
 Run with -s to print the measured numbers. Measured (24 clips, this CPU):
 - float32: max abs error <= 2e-5 (logits); float16 TIN-R18: rel 0.0012, agreement 1.00;
   dynamic TIN-R18: rel 0.023.
-- int8: TIN-R18 rel 0.14, agreement 0.75; TIN-MobileNetV2 rel 0.29, agreement 0.63;
-  TSM-MobileNetV2 rel 0.39, agreement 0.46.
+- int8: TIN-R18 rel 0.17, agreement 0.92; TIN-MobileNetV2 rel 0.31, agreement 0.83;
+  TSM-MobileNetV2 rel 0.36, agreement 0.63 (exports trace unfused TemporalConv2D; with the
+  fused trace it was 0.75 / 0.63 / 0.46).
 These are RANDOMLY INITIALISED networks, whose 8 logits differ by little, so int8 rounding
 flips the top-1 far more often than on a trained model with confident margins; TSM (no
 TIN) degrades as much as TIN, so the loss is the int8 backbone, not the interlace. The
@@ -128,11 +129,12 @@ def test_int8_tflite_agrees_with_keras(constructor, tmp_path, eval_clips, calibr
     print(f"{model.name}: int8 {int8_size} B, float {float_size} B, "
           f"ratio {int8_size / float_size:.3f}")
     # Issue 7's target is int8 <= 0.3x float. ResNets meet it (0.255 here, 0.26 at 224 px in
-    # BENCHMARKS.md). MobileNetV2 does not (0.317-0.324 here, 0.31 at 224 px): each
-    # per-channel quantized layer stores a float scale and an int64 zero point per channel,
-    # which for depthwise 3x3 kernels (9 int8 weights per channel) outweighs the weights.
-    # Its bound is the measured ratio plus a margin; a float fallback would be ~1.0.
-    bound = 0.34 if "mobilenet" in model.name else 0.3
+    # BENCHMARKS.md). MobileNetV2 is at 0.308-0.316 here (8 classes) and 0.3001 at 224 px
+    # with 400 classes: each per-channel quantized layer stores a float scale and an int64
+    # zero point per channel, which for depthwise 3x3 kernels (9 int8 weights per channel)
+    # outweighs the weights. Its bound is the measured ratio plus a margin; a float
+    # fallback would be ~1.0, a doubly stored kernel (the fused trace) ~0.33.
+    bound = 0.325 if "mobilenet" in model.name else 0.3
     assert int8_size <= bound * float_size
 
 
