@@ -62,6 +62,17 @@ def canonical_split(split):
                      f"({sum(SPLIT_ALIASES.values(), ())}). Received: split={split!r}")
 
 
+def train_test_split(split, fold, dataset):
+    """UCF101 / HMDB51: "train" or "test" for a split name and an official fold 1-3.
+
+    These datasets have no separate validation set, so "val" reads the test list.
+    """
+    split = canonical_split(split)
+    if fold not in (1, 2, 3):
+        raise ValueError(f"{dataset} has splits 1-3. Received: fold={fold!r}")
+    return "test" if split == "val" else split
+
+
 def find_file(root, names, subdirs=("", "annotations", "labels", "splits")):
     """The first existing ``root/subdir/name``; FileNotFoundError naming what was tried."""
     tried = []

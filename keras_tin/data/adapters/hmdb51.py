@@ -22,11 +22,7 @@ _NAME = re.compile(r"^(.*)_test_split(\d)\.txt$")
 
 
 def list_hmdb51(root, split, log, fold=1, **unused):
-    split = base.canonical_split(split)
-    if fold not in (1, 2, 3):
-        raise ValueError(f"HMDB51 has splits 1-3. Received: fold={fold!r}")
-    if split == "val":
-        split = "test"  # HMDB51 has no separate validation set
+    split = base.train_test_split(split, fold, "HMDB51")
     split_files = {}
     for sub in _SPLIT_DIRS:
         for path in glob.glob(os.path.join(root, sub, f"*_test_split{fold}.txt")):

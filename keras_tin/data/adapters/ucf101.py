@@ -19,11 +19,7 @@ _SUBDIRS = ("", "ucfTrainTestlist", "annotations", "splits")
 
 
 def list_ucf101(root, split, log, fold=1, **unused):
-    split = base.canonical_split(split)
-    if fold not in (1, 2, 3):
-        raise ValueError(f"UCF101 has splits 1-3. Received: fold={fold!r}")
-    if split == "val":
-        split = "test"  # UCF101 has no separate validation set
+    split = base.train_test_split(split, fold, "UCF101")
     classes = []
     with open(base.find_file(root, ["classInd.txt"], _SUBDIRS), encoding="utf-8") as f:
         for line in f:
