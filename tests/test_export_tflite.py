@@ -199,3 +199,24 @@ def test_export_stores_each_conv_kernel_once(constructor):
     literal_ops = [op["op_name"] for op in
                    load_interpreter(convert_tflite(literal))._get_ops_details()]
     assert sorted(ops) == sorted(literal_ops)
+
+
+def test_float_tflite_of_a_trained_tin_equals_keras(eval_clips):
+    """One SGD step makes every bias non-zero; the export must still convert and match.
+
+    Regression: `z[..., 0] + offset_conv_bias` converted only while that bias was exactly
+    0 (folded away); with any trained value the converter failed on the OffsetNet's
+    FULLY_CONNECTED ("expect 'input' num_elements % 8 == 0").
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = applications.TINResNet18(frames=8, input_shape=(8, 32, 32, 3), classes=8,
+                                     base_filters=16, weights=None)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    model.train_on_batch(eval_clips[:8], np.arange(8) % 8)
+    tin = model.get_layer("layer1_0_conv1").temporal_module
+    assert np.all(tin.offset_conv_bias.numpy() != 0)
+    expected = model(eval_clips[:4], training=False).numpy()
+    got = TFLiteModel(convert_tflite(model))(eval_clips[:4])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

@@ -94,7 +94,9 @@ class TemporalInterlace(keras.layers.Layer):
         desc = dispatch.descriptor_fn(self.implementation)(inputs, f)  # (N*T, F)
         desc = ops.reshape(desc, (-1, self.frames, f))  # (N, T, F)
         z = ops.conv(desc, self.offset_conv_kernel, padding="same")
-        z = z[..., 0] + self.offset_conv_bias  # (N, T)
+        # Bias before the slice: `z[..., 0] + bias` made the TFLite converter fail on the
+        # next FULLY_CONNECTED once the bias was non-zero (any trained model).
+        z = (z + self.offset_conv_bias)[..., 0]  # (N, T)
         z = ops.relu(ops.matmul(z, self.offset_fc1_kernel) + self.offset_fc1_bias)
         z = ops.matmul(z, self.offset_fc2_kernel) + self.offset_fc2_bias  # (N, 2)
         offsets = 4.0 * (ops.sigmoid(z) - 0.5)
