@@ -17,7 +17,8 @@ These are RANDOMLY INITIALISED networks, whose 8 logits differ by little, so int
 flips the top-1 far more often than on a trained model with confident margins; TSM (no
 TIN) degrades as much as TIN, so the loss is the int8 backbone, not the interlace. The
 bounds below guard against breakage (a broken interlace gave rel > 0.6); agreement of a
-trained checkpoint on real clips is still to be measured.
+trained checkpoint on real clips is still to be measured. On a TIN trained on synthetic
+motion (test_int8_keeps_a_trained_tin_accuracy) int8 agrees with float on 99 % of clips.
 """
 
 import numpy as np
@@ -220,3 +221,29 @@ def test_float_tflite_of_a_trained_tin_equals_keras(eval_clips):
     expected = model(eval_clips[:4], training=False).numpy()
     got = TFLiteModel(convert_tflite(model))(eval_clips[:4])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
+def test_int8_keeps_a_trained_tin_accuracy():
+    """A TIN trained on synthetic motion keeps its predictions through full-integer int8.
+
+    Measured (seed 0, 3 epochs, 160 val clips): float top-1 0.825, int8 0.831, agreement
+    0.994; TSM 1.000 and TSN 0.931 with the same recipe (not asserted here). Random-init
+    models (the tests above) agree far less because their logits are close together.
+    """
+    from keras_tin import demo
+    from keras_tin.datasets import synthetic_motion
+
+    (x_train, y_train), (x_val, y_val) = synthetic_motion.load_data(480, 160, 8, 32, 0)
+    x_train, x_val = x_train.astype(np.float32), x_val.astype(np.float32)
+    model = demo.build_demo_model("tin", 8, 18, 32, 0)
+    model.fit(x_train, y_train, batch_size=16, epochs=3, verbose=0)
+    float_pred = model.predict(x_val, verbose=0).argmax(-1)
+    calibration = [(x_train[i:i + 8], y_train[i:i + 8]) for i in range(0, 64, 8)]
+    int8_pred = TFLiteModel(convert_tflite(model, quantize="int8",
+                                           representative_dataset=calibration))(x_val).argmax(-1)
+    float_acc, int8_acc = np.mean(float_pred == y_val), np.mean(int8_pred == y_val)
+    agreement = np.mean(float_pred == int8_pred)
+    print(f"\ntrained TIN: float top-1 {float_acc:.3f}, int8 {int8_acc:.3f}, "
+          f"agreement {agreement:.3f}")
+    assert float_acc > 0.5  # it learned something (chance 1/8)
+    assert agreement >= 0.95 and abs(int8_acc - float_acc) <= 0.03
