@@ -247,3 +247,28 @@ def test_int8_keeps_a_trained_tin_accuracy():
           f"agreement {agreement:.3f}")
     assert float_acc > 0.5  # it learned something (chance 1/8)
     assert agreement >= 0.95 and abs(int8_acc - float_acc) <= 0.03
+
+
+def test_mixed_precision_model_exports_as_float32(eval_clips):
+    """A model trained under mixed_float16 converts (as its float32 copy) and matches it."""
+    import keras
+
+    from keras_tin.export.tflite import float32_model
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = applications.TINResNet18(frames=8, input_shape=(8, 32, 32, 3), classes=8,
+                                         base_filters=16, weights=None)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("layer1_0_conv1").compute_dtype == "float16"
+    copy = float32_model(model)
+    assert copy is not model and float32_model(copy) is copy
+    assert {l.compute_dtype for l in copy._flatten_layers()} == {"float32"}
+    x = eval_clips[:4]
+    reference = copy(x, training=False).numpy()
+    got = TFLiteModel(convert_tflite(model))(x)
+    np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4)
+    mixed = model(x, training=False).numpy().astype(np.float32)  # float16 compute
+    assert np.abs(got - mixed).max() <= 0.02 * np.ptp(mixed)

@@ -36,12 +36,43 @@ def _check(quantize, representative_dataset):
             "0-255 scale, or a dataset of (clips, labels).")
 
 
+def float32_model(model):
+    """`model`, or a float32-compute copy of it when it was built under mixed precision.
+
+    TFLite's builtin float kernels are float32 (its float16 mode stores fp16 weights but
+    computes in float32), and the converter cannot translate the float16 ops of a
+    mixed_float16 graph. The copy has the same architecture and weights (variables are
+    float32 under mixed precision already), with every layer's dtype policy float32.
+    """
+    import keras
+
+    if all(not layer.dtype_policy.name.startswith("mixed")
+           for layer in model._flatten_layers(include_self=True)):
+        return model
+
+    def to_float32(obj):
+        if isinstance(obj, dict):
+            if obj.get("class_name") == "DTypePolicy" and str(
+                    obj.get("config", {}).get("name", "")).startswith("mixed"):
+                return dict(obj, config=dict(obj["config"], name="float32"))
+            return {key: to_float32(value) for key, value in obj.items()}
+        if isinstance(obj, list):
+            return [to_float32(value) for value in obj]
+        return obj
+
+    copy = keras.saving.deserialize_keras_object(
+        to_float32(keras.saving.serialize_keras_object(model)))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def convert_tflite(model, quantize=None, representative_dataset=None, batch_size=1,
                    input_dtype="float32", max_calibration_clips=100, integer_only=True):
     """Converts `model` to a TFLite flatbuffer (bytes); see `export_tflite`."""
     import tensorflow as tf
 
     _check(quantize, representative_dataset)
+    model = float32_model(model)
     with tempfile.TemporaryDirectory() as tmp:
         write_archive(model, tmp, batch_size=batch_size, input_dtype=input_dtype)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
@@ -157,7 +188,8 @@ def export_tflite(model, path, quantize=None, representative_dataset=None, batch
     """Writes `model` as a .tflite file with builtin ops only.
 
     Args:
-        model: a keras_tin model with static (frames, H, W, 3) input.
+        model: a keras_tin model with static (frames, H, W, 3) input. A model built
+            under mixed precision is exported as its float32 copy (see float32_model).
         path: output .tflite file.
         quantize: None (float32), "float16" (fp16 weights, float compute), "dynamic"
             (int8 weights, float activations) or "int8" (full-integer: int8 weights and
