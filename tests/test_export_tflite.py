@@ -272,3 +272,16 @@ def test_mixed_precision_model_exports_as_float32(eval_clips):
     np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4)
     mixed = model(x, training=False).numpy().astype(np.float32)  # float16 compute
     assert np.abs(got - mixed).max() <= 0.02 * np.ptp(mixed)
+
+
+def test_int8_with_uint8_input(tin_r18, eval_clips, calibration_clips):
+    """input_dtype="uint8" + int8: calibration feeds bytes, as callers of the file will."""
+    data = convert_tflite(tin_r18, quantize="int8", representative_dataset=calibration_clips,
+                          input_dtype="uint8")
+    runner = TFLiteModel(data)
+    assert runner.input["dtype"] == np.uint8
+    assert_builtin_only(op_names(data))
+    x = np.round(eval_clips)  # the byte values the uint8 file sees
+    rel, agreement = compare("TIN-R18 int8, uint8 input", tin_r18(x, training=False).numpy(),
+                             runner(x))
+    assert rel <= INT8_REL_TOL and agreement >= INT8_MIN_AGREEMENT

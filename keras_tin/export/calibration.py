@@ -56,9 +56,15 @@ def iter_clips(clips, clip_shape, max_clips=100):
         raise ValueError("The representative dataset yielded no clips.")
 
 
-def representative_dataset(clips, clip_shape, max_clips=100):
-    """The zero-argument generator function TFLiteConverter.representative_dataset wants."""
+def representative_dataset(clips, clip_shape, max_clips=100, input_dtype="float32"):
+    """The zero-argument generator function TFLiteConverter.representative_dataset wants.
+
+    Clips are fed in the exported input's dtype: with input_dtype="uint8" they are
+    rounded and clipped to 0-255 bytes, as a caller of that file would pass them.
+    """
     def generate():
         for clip in iter_clips(clips, clip_shape, max_clips):
+            if input_dtype == "uint8":
+                clip = np.clip(np.round(clip), 0, 255).astype(np.uint8)
             yield [clip]
     return generate

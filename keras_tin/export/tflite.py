@@ -85,7 +85,8 @@ def convert_tflite(model, quantize=None, representative_dataset=None, batch_size
         elif quantize == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = calibration.representative_dataset(
-                representative_dataset, clip_shape(model), max_calibration_clips)
+                representative_dataset, clip_shape(model), max_calibration_clips,
+                input_dtype)
             if integer_only:
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             return _calibrate_and_quantize(converter)
