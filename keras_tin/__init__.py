@@ -10,3 +10,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from keras_tin import applications
 from keras_tin import layers
 from keras_tin import ops
+# Registers the SGDL2 optimizer, so `keras.models.load_model` reads a .keras file
+# written by `keras-tin train` (its compile config names the optimizer).
+from keras_tin.training import optimizers as _optimizers  # noqa: F401

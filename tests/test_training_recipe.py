@@ -131,3 +131,22 @@ def test_init_from_weights_with_another_class_count_drops_the_head(tiny_model, t
     same = build_model(c, 3, compile=False)  # same class count: everything, head included
     np.testing.assert_array_equal(same.get_layer("fc").get_weights()[0],
                                   tiny_model.get_layer("fc").get_weights()[0])
+
+
+def test_trained_keras_file_loads_after_plain_import_keras_tin(tmp_path):
+    """A .keras file compiled with SGDL2 (what `keras-tin train` writes) loads in a fresh
+    process that only does `import keras_tin` (SGDL2 must be registered there)."""
+    import subprocess
+    import sys
+
+    model = build_model(TrainConfig(temporal="tsn", depth=18, base_filters=16, image_size=32,
+                                    frames=2, dropout=0.0), 3)
+    assert isinstance(model.optimizer, SGDL2)
+    path = tmp_path / "trained.keras"
+    model.save(str(path))
+    code = ("import keras_tin, keras; m = keras.models.load_model(%r); "
+            "print(type(m.optimizer).__name__, m.optimizer.l2)" % str(path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["SGDL2", str(model.optimizer.l2)]

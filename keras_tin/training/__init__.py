@@ -7,17 +7,34 @@ and the scripts in examples/.
                              num_clips=10, num_crops=3)
 """
 
-from keras_tin.training.config import TrainConfig
-from keras_tin.training.config import add_config_arguments
-from keras_tin.training.config import config_from_args
-from keras_tin.training.distribute import make_distribution
-from keras_tin.training.evaluation import evaluate_model
-from keras_tin.training.examples import run_example
-from keras_tin.training.optimizers import SGDL2
-from keras_tin.training.optimizers import build_optimizer
-from keras_tin.training.optimizers import scaled_lr
-from keras_tin.training.optimizers import step_schedule
-from keras_tin.training.prediction import predict_files
-from keras_tin.training.trainer import build_datasets
-from keras_tin.training.trainer import build_model
-from keras_tin.training.trainer import train
+import importlib
+
+# Imported on first use, so that `import keras_tin` can register SGDL2 (for loading a
+# trained .keras file) without importing the trainer, the data pipeline and the examples.
+_EXPORTS = {
+    "TrainConfig": "config",
+    "add_config_arguments": "config",
+    "config_from_args": "config",
+    "make_distribution": "distribute",
+    "evaluate_model": "evaluation",
+    "run_example": "examples",
+    "SGDL2": "optimizers",
+    "build_optimizer": "optimizers",
+    "scaled_lr": "optimizers",
+    "step_schedule": "optimizers",
+    "predict_files": "prediction",
+    "build_datasets": "trainer",
+    "build_model": "trainer",
+    "train": "trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"keras_tin.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'keras_tin.training' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
