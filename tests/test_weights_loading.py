@@ -84,6 +84,31 @@ def test_hash_mismatch_names_both_hashes(monkeypatch, tmp_path, field):
     assert not any(p.is_file() for p in cache.rglob("*"))  # the bad file left the cache
 
 
+def test_download_failure_says_what_to_do_offline(monkeypatch, tmp_path):
+    record = _fake_record(monkeypatch, tmp_path, b"bytes", sha256="ab" * 32)
+    record["url"] = (tmp_path / "missing" / "published.pth").as_uri()  # nothing there
+    cache = tmp_path / "cache"
+    with pytest.raises(ConnectionError) as info:
+        registry.download("fake", cache_dir=str(cache))
+    message = str(info.value)
+    assert "'fake'" in message and record["url"] in message and "weights=<path>" in message
+    assert str(cache / registry.CACHE_SUBDIR / "published.pth") in message
+
+
+def test_default_cache_path_is_where_get_file_writes(tmp_path):
+    """With no cache_dir, the path in messages (and removed after a bad hash) is get_file's."""
+    import keras
+
+    src = tmp_path / "w.pth"
+    src.write_bytes(b"x")
+    got = keras.utils.get_file("keras_tin_cache_probe.pth", origin=src.as_uri(),
+                               cache_subdir=registry.CACHE_SUBDIR)
+    try:
+        assert registry._cache_path(None, "keras_tin_cache_probe.pth") == got
+    finally:
+        os.remove(got)
+
+
 def test_unverified_record_is_refused_unless_allowed(monkeypatch, tmp_path):
     _fake_record(monkeypatch, tmp_path, b"no hash published")
     monkeypatch.delenv(registry.ALLOW_UNVERIFIED_ENV, raising=False)

@@ -96,14 +96,15 @@ def download(name, cache_dir=None, allow_unverified=False):
         path = keras.utils.get_file(fname, origin=url, file_hash=sha256,
                                     hash_algorithm="sha256", cache_subdir=CACHE_SUBDIR,
                                     cache_dir=cache_dir)
-    except ValueError as e:
-        if "hash" not in str(e):
+    except Exception as e:  # get_file raises a bare Exception on fetch errors
+        if isinstance(e, ValueError) and "hash" in str(e):
+            raise _hash_mismatch(name, url, sha256, cache_dir, fname) from e
+        if isinstance(e, ValueError) or "URL fetch failure" not in str(e):
             raise
-        path = _cache_path(cache_dir, fname)
-        actual = sha256_of(path) if os.path.exists(path) else "unavailable"
-        _remove(path)
-        raise ValueError(f"sha256 mismatch for '{name}' ({url}): expected {sha256}, got "
-                         f"{actual}.") from e
+        raise ConnectionError(
+            f"Could not download '{name}' from {url} ({e}). Without internet access, "
+            f"download it elsewhere and either put it at {_cache_path(cache_dir, fname)} "
+            f"(it is hash-checked there) or pass the file's path as weights=<path>.") from e
     try:
         verify_hash(path, sha256, record.get("sha256_prefix"), name, allow_unverified)
     except ValueError as e:
@@ -113,11 +114,24 @@ def download(name, cache_dir=None, allow_unverified=False):
     return path
 
 
+def _hash_mismatch(name, url, sha256, cache_dir, fname):
+    """Removes a cached file that failed get_file's full-hash check; the error naming both."""
+    path = _cache_path(cache_dir, fname)
+    actual = sha256_of(path) if os.path.exists(path) else "unavailable"
+    _remove(path)
+    return ValueError(f"sha256 mismatch for '{name}' ({url}): expected {sha256}, got "
+                      f"{actual}.")
+
+
 def _cache_path(cache_dir, fname):
     """Where keras.utils.get_file puts `fname` (same rules as get_file)."""
-    import keras
-
-    base = os.path.expanduser(cache_dir or keras.config.keras_home())
+    if cache_dir is None:
+        try:  # what get_file uses; private in Keras 3.15 (no keras.config.keras_home)
+            from keras.src.backend.config import keras_home
+            cache_dir = keras_home()
+        except ImportError:
+            cache_dir = os.environ.get("KERAS_HOME", os.path.join("~", ".keras"))
+    base = os.path.expanduser(cache_dir)
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp", ".keras")
     return os.path.join(base, CACHE_SUBDIR, fname)
