@@ -156,18 +156,19 @@ def _use_custom_op(implementation, x, delta):
     return custom_op_status()[0] and prefers_custom_op(x, delta)
 
 
-def _select(implementation, delta):
+def _select(implementation, custom_name, portable_fn, delta):
+    """`portable_fn`'s signature; runs custom_op.<custom_name> where _use_custom_op says."""
     check_implementation(implementation)
+    if implementation == "portable":
+        return portable_fn
     if implementation == "custom_op":
         _require_custom_op()  # fail at the call site that asked, before any tracing
 
-    def apply(x, offsets, weights, frames, shift_div=4):
+    def apply(x, *args, **kwargs):
         if _use_custom_op(implementation, x, delta):
             from keras_tin.ops import custom_op
-            fn = custom_op.interlace_delta if delta else custom_op.interlace
-        else:
-            fn = portable.interlace_delta if delta else portable.interlace
-        return fn(x, offsets, weights, frames, shift_div)
+            return getattr(custom_op, custom_name)(x, *args, **kwargs)
+        return portable_fn(x, *args, **kwargs)
 
     return apply
 
@@ -176,37 +177,20 @@ def _portable_descriptor(x, channels):
     return ops.mean(ops.cast(x[..., :channels], "float32"), axis=(1, 2))  # (N*T, F)
 
 
-def _dispatched_descriptor(implementation):
-    def apply(x, channels):
-        if _use_custom_op(implementation, x, delta=True):
-            from keras_tin.ops import custom_op
-            return custom_op.channel_mean(x, channels)
-        return _portable_descriptor(x, channels)
-
-    return apply
-
-
 def descriptor_fn(implementation):
     """(x, F) -> the TIN descriptor, mean over H, W of x[..., :F] in float32 (N*T, F).
 
     Follows the same rules as interlace_fn: the op reads the F channels in place,
     where the portable path first materialises the slice (PERF_NOTES.md).
     """
-    check_implementation(implementation)
-    if implementation == "portable":
-        return _portable_descriptor
-    return _dispatched_descriptor(implementation)
+    return _select(implementation, "channel_mean", _portable_descriptor, delta=True)
 
 
 def interlace_fn(implementation):
     """A function like portable.interlace that applies the implementation's rules."""
-    if implementation == "portable":
-        return portable.interlace
-    return _select(implementation, delta=False)
+    return _select(implementation, "interlace", portable.interlace, delta=False)
 
 
 def interlace_delta_fn(implementation):
     """A function like portable.interlace_delta that applies the implementation's rules."""
-    if implementation == "portable":
-        return portable.interlace_delta
-    return _select(implementation, delta=True)
+    return _select(implementation, "interlace_delta", portable.interlace_delta, delta=True)
