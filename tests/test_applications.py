@@ -55,6 +55,23 @@ def test_depths_build_and_classify(depth):
     assert sum(isinstance(l, layers.TemporalInterlace) for l in model._flatten_layers()) == blocks
 
 
+@pytest.mark.parametrize("temporal,layer,expected", [
+    ("tsm", layers.TemporalShift, [f"layer{s}_{b}" for s, n in ((1, 3), (2, 4), (3, 23), (4, 3))
+                                   for b in range(0, n, 2)]),
+    ("tin", layers.TemporalInterlace, [f"layer{s}_{b}" for s, n in ((1, 3), (2, 4), (3, 23),
+                                                                     (4, 3)) for b in range(n)]),
+])
+def test_resnet101_module_placement(temporal, layer, expected):
+    """TSM-R101 shifts blocks 0, 2, 4, ... of each stage (18 of 33, the published n_round
+    = 2); TIN-R101 keeps a module in all 33 blocks."""
+    model = applications.TemporalResNet(temporal, 101, frames=4, input_shape=(4, 32, 32, 3),
+                                        classes=3, base_filters=16)
+    found = sorted(l.name.rsplit("_", 1)[0] for l in model._flatten_layers()
+                   if isinstance(l, layer))
+    assert found == sorted(expected)
+    assert len(found) == {"tsm": 18, "tin": 33}[temporal]
+
+
 def test_consensus_averages_per_frame_logits():
     model = small(applications.TSNResNet18, classifier_activation=None, dropout_rate=0.0)
     x = clips()

@@ -49,7 +49,9 @@ def keras_model(temporal, depth):
 
 # (temporal, depth): each model is built once and loaded from both key layouts, with
 # different random weights per layout so the second load must overwrite everything.
-CASES = [("tin", 50), ("tsm", 50), ("tsn", 18), ("tin", 18)]
+# ResNet-101: the TSM reference shifts every other block (the published n_round = 2); TIN
+# keeps a module in all 33 blocks.
+CASES = [("tin", 50), ("tsm", 50), ("tsn", 18), ("tin", 18), ("tsm", 101), ("tin", 101)]
 
 
 @pytest.mark.parametrize("temporal,depth", CASES)
@@ -91,3 +93,17 @@ def test_parity_at_8_frames_with_tin_offsets_far_from_zero(tmp_path):
     x = clips(5)
     err = np.abs(np.asarray(model.predict(x, verbose=0)) - torch_logits(ref, x)).max()
     assert err < TOL, err
+
+
+def test_tsm_resnet101_checkpoint_that_shifts_every_block_is_refused(tmp_path):
+    """A TSM-R101 checkpoint whose shifts sit elsewhere than the model's must not load
+    silently: the shift has no weights, so only the key names tell where it sits."""
+    ref = tr.randomize(tr.Recognizer("tsm", 101, FRAMES, CLASSES), seed=6)
+    state = ref.state_dict()
+    # Rename the unshifted blocks' conv1 keys as if they were shifted (every block shifts).
+    every_block = {k.replace(".conv1.conv.weight", ".conv1.conv.net.weight")
+                   if k.startswith("backbone.layer") else k: v for k, v in state.items()}
+    assert len(every_block) == len(state)
+    model = keras_model("tsm", 101)
+    with pytest.raises(ValueError, match=r"shifts other blocks.*layer1\.1"):
+        load_weights(model, str(save(every_block, tmp_path / "every.pth")), verbose=False)

@@ -166,12 +166,17 @@ class Backbone(nn.Module):
         block, counts = DEPTHS[depth]
         self.conv1 = ConvModule(nn.Conv2d(3, 64, 7, 2, 3, bias=False), 64)
         inplanes = 64
+        # The published TSM code (make_temporal_shift, 'blockres'): n_round = 2 when layer3
+        # has 23 or more blocks, then only blocks with i % n_round == 0 of every stage shift.
+        # TIN's code has no such rule.
+        n_round = 2 if temporal == "tsm" and counts[2] >= 23 else 1
         for i, count in enumerate(counts):
             planes = 64 * 2 ** i
             blocks = []
             for b in range(count):
                 stride = 2 if (b == 0 and i > 0) else 1
-                blocks.append(block(inplanes, planes, stride, temporal, frames))
+                kind = temporal if b % n_round == 0 else "tsn"
+                blocks.append(block(inplanes, planes, stride, kind, frames))
                 inplanes = planes * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_channels = inplanes

@@ -5,6 +5,12 @@ BatchNorm eps 1e-5), so the published PyTorch checkpoints convert exactly. The
 temporal module sits in every block of stages 1-4, on the residual branch, in
 front of the first conv; the shortcut sees the un-shifted input. Frames are
 folded into the batch inside the model; the head averages per-frame logits.
+
+TSM on a network whose third stage has 23 or more blocks (ResNet-101) shifts only every
+other block of every stage (blocks 0, 2, 4, ...): the published TSM code does this
+(MIT temporal-shift-module ops/temporal_shift.py make_temporal_shift, n_round = 2; mmaction2
+ResNetTSM.make_temporal_shift), so 18 of ResNet-101's 33 blocks shift. TIN keeps a module
+in every block at every depth (the official TIN code never changes n_round).
 """
 
 import keras
@@ -28,6 +34,12 @@ BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
 def _batch_norm(name):
     return keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
                                            name=name)
+
+
+def module_every(temporal, stage_blocks):
+    """1, or 2 when only every other block of each stage carries the temporal module
+    (TSM with a third stage of 23+ blocks: the published code's n_round)."""
+    return 2 if temporal == "tsm" and stage_blocks[2] >= 23 else 1
 
 
 def _temporal_module(kind, frames, name, implementation):
@@ -112,6 +124,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
                          f"base_filters={base_filters!r}")
     block_kind, stage_blocks = DEPTHS[depth]
     block_fn = _bottleneck if block_kind == "bottleneck" else _basic
+    every = module_every(temporal, stage_blocks)
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = _conv(base_filters, 7, 2, "conv1")(x)
     x = keras.layers.ReLU()(_batch_norm("bn1")(x))
@@ -122,7 +135,8 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         for b in range(blocks):
             block = f"layer{stage + 1}_{b}"
             strides = 2 if (b == 0 and stage > 0) else 1
-            module = _temporal_module(temporal, frames, block, implementation)
+            module = (_temporal_module(temporal, frames, block, implementation)
+                      if b % every == 0 else None)
             x = block_fn(x, planes, strides, block, module, fuse)
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
                    dropout_rate)

@@ -33,6 +33,31 @@ def model_temporal(model):
     return kinds.pop() if kinds else "tsn"
 
 
+_SHIFTED_BLOCK = re.compile(r"(layer[1-4])\.(\d+)\.(?:block\.)?conv1\.(?:conv\.)?net\.weight$")
+
+
+def _check_shift_placement(model, state_dict):
+    """A TSM checkpoint's shifted blocks must be the model's: shifts have no weights, so a
+    mismatch (e.g. a ResNet-101 that shifts every other block) would load without a missing
+    key and give wrong outputs."""
+    from keras_tin import layers as tin_layers
+    in_ckpt = set()
+    for key in state_dict:
+        match = _SHIFTED_BLOCK.search(key)
+        if match:
+            in_ckpt.add(f"{match.group(1)}.{match.group(2)}")
+    in_model = {layer.name[:-len("_tsm")].replace("_", ".")
+                for layer in model._flatten_layers(include_self=False)
+                if isinstance(layer, tin_layers.TemporalShift)}
+    if in_ckpt != in_model:
+        only_ckpt = sorted(in_ckpt - in_model)
+        only_model = sorted(in_model - in_ckpt)
+        raise ValueError(
+            f"The TSM checkpoint shifts other blocks than model '{model.name}': shifted only "
+            f"in the checkpoint: {only_ckpt}; only in the model: {only_model}. Nothing was "
+            f"loaded (the published TSM-ResNet-101 shifts every other block).")
+
+
 def _keras_variables(model):
     """{(top-level layer name, variable name): variable}."""
     out = {}
@@ -63,6 +88,8 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     if temporal is not None and temporal != kind:
         raise ValueError(f"The checkpoint is a {temporal.upper()} network ({layout} layout) but "
                          f"model '{model.name}' is {kind.upper()}; build the matching model.")
+    if temporal == "tsm":
+        _check_shift_placement(model, state_dict)
     variables = _keras_variables(model)
     has_head = any(layer == "fc" for layer, _ in variables)
     head_loaded = has_head and "fc.weight" in canonical
