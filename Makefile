@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean weights
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Converted-weights release (weights/release.py): NAME=<record> [NAME=...], or all records.
+weights: $(STAMP)
+	$(PY) weights/release.py $(if $(NAME),$(NAME),--all) $(RELEASE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -15,23 +15,23 @@ STD = np.array([58.395, 57.12, 57.375], np.float32)
 TOL = 1e-4
 
 
-def clips(seed=0):
+def clips(seed=0, size=SIZE):
     """Frames with a colour and a moving gradient that change per clip and per frame (pure
     noise averages out in the pooled features and would make every clip look alike)."""
     rng = np.random.RandomState(seed)
-    ramp = np.linspace(-1, 1, SIZE, dtype=np.float32)
+    ramp = np.linspace(-1, 1, size, dtype=np.float32)
     yy, xx = np.meshgrid(ramp, ramp, indexing="ij")
     colour = rng.uniform(40, 215, (CLIPS, FRAMES, 1, 1, 3))
     angle = rng.uniform(0, 2 * np.pi, (CLIPS, 1, 1, 1, 1)) + np.linspace(0, 1.5, FRAMES)[
         None, :, None, None, None]
     wave = 60 * np.sin(3 * (np.cos(angle) * xx[..., None] + np.sin(angle) * yy[..., None]))
-    noise = rng.normal(0, 10, (CLIPS, FRAMES, SIZE, SIZE, 3))
+    noise = rng.normal(0, 10, (CLIPS, FRAMES, size, size, 3))
     return np.clip(colour + wave + noise, 0, 255).astype(np.float32)
 
 
 def torch_logits(ref, x):
     # The Keras model normalises inside; the reference gets normalised, folded NCHW frames.
-    folded = ((x - MEAN) / STD).reshape(CLIPS * FRAMES, SIZE, SIZE, 3).transpose(0, 3, 1, 2)
+    folded = ((x - MEAN) / STD).reshape((-1,) + x.shape[2:]).transpose(0, 3, 1, 2)
     with torch.no_grad():
         return ref(torch.from_numpy(np.ascontiguousarray(folded))).numpy()
 
@@ -51,7 +51,9 @@ def keras_model(temporal, depth):
 # different random weights per layout so the second load must overwrite everything.
 # ResNet-101: the TSM reference shifts every other block (the published n_round = 2); TIN
 # keeps a module in all 33 blocks.
-CASES = [("tin", 50), ("tsm", 50), ("tsn", 18), ("tin", 18), ("tsm", 101), ("tin", 101)]
+# Every temporal kind and depth of the manifest's records is covered.
+CASES = [("tin", 50), ("tsm", 50), ("tsn", 18), ("tin", 18), ("tsm", 101), ("tin", 101),
+         ("tsn", 50), ("tsn", 101)]
 
 
 @pytest.mark.parametrize("temporal,depth", CASES)

@@ -27,7 +27,22 @@ def _model_normalization(model):
     return "other"
 
 
+def _model_non_local(model):
+    """The non-local mode of a keras_tin model's blocks, or None."""
+    for layer in model._flatten_layers(include_self=False):
+        mode = getattr(layer, "mode", None)
+        if type(layer).__name__ == "NonLocalAttention" and mode:
+            return mode
+    return None
+
+
 def _check_record_against_model(model, record):
+    wanted_nl, have_nl = record.get("non_local"), _model_non_local(model)
+    if wanted_nl != have_nl:
+        built = f"non_local={have_nl!r}" if have_nl else "no non-local blocks"
+        raise ValueError(f"'{record['name']}' has {'non-local blocks' if wanted_nl else 'no non-local blocks'}"
+                         f" (non_local={wanted_nl!r}) but model '{model.name}' was built with "
+                         f"{built}; build it with non_local={wanted_nl!r}.")
     wanted = record.get("normalization")
     have = _model_normalization(model)
     if wanted and have != wanted:
@@ -64,6 +79,13 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
     if registry.is_pretrained_name(weights):
         record = registry.get_record(weights)
         _check_record_against_model(model, record)
+        if record.get("converted_url"):  # a published keras_tin conversion: no torch file
+            path = registry.download(weights, cache_dir=cache_dir,
+                                     allow_unverified=allow_unverified, converted=True)
+            source = build_for_record(record)
+            source.load_weights(path)
+            transfer_weights(source, model, verbose=verbose)
+            return model
         path = registry.download(weights, cache_dir=cache_dir,
                                  allow_unverified=allow_unverified)
         convert.load_torch_checkpoint(model, path, layout=record["layout"], use_torch=use_torch,
@@ -80,7 +102,7 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
     elif path.endswith(".keras"):
         import keras
         source = keras.saving.load_model(path, compile=False)
-        model.set_weights(source.get_weights())
+        transfer_weights(source, model, verbose=verbose)
     elif path.endswith(".h5"):
         model.load_weights(path)
     else:
@@ -89,18 +111,88 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
     return model
 
 
-def pretrained(name, allow_unverified=False, **kwargs):
-    """Builds the model a manifest checkpoint needs (architecture, frames, classes,
-    normalisation from its record) and loads it. kwargs go to TemporalResNet."""
+def transfer_weights(source, model, verbose=True):
+    """Copies every variable of keras model `source` into `model`, matched by layer and
+    variable name, all or nothing. The classifier is dropped with a message when the class
+    counts differ or either model has none; a source without temporal modules (a TSN or an
+    image backbone) leaves the target's TIN parameters at their initialisation, announced.
+    Anything else that does not match raises a ValueError listing it."""
+    have = convert.keras_variables(source)
+    want = convert.keras_variables(model)
+    head_in = {k for k in have if k[0] == "fc"}
+    head_out = {k for k in want if k[0] == "fc"}
+    drop_head = not head_in or not head_out or any(
+        tuple(have[k].shape) != tuple(want[k].shape) for k in head_in & head_out)
+    if drop_head and head_in and head_out:
+        _info(f"'{source.name}' has {have[('fc', 'kernel')].shape[-1]} classes but model "
+              f"'{model.name}' has {want[('fc', 'kernel')].shape[-1]}: the classifier (fc) "
+              f"keeps its initialisation; everything else is loaded.", verbose)
+    source_tin = any(k[1].startswith(convert.TIN_VARIABLES) for k in have)
+    missing, mismatched, temporal_left = [], [], []
+    for key, variable in want.items():
+        if key[0] == "fc" and drop_head:
+            continue
+        if key not in have:
+            if not source_tin and key[1].startswith(convert.TIN_VARIABLES):
+                temporal_left.append(key)
+            else:
+                missing.append("/".join(key))
+        elif tuple(have[key].shape) != tuple(variable.shape):
+            mismatched.append(f"{'/'.join(key)} {tuple(have[key].shape)} -> "
+                              f"{tuple(variable.shape)}")
+    unused = sorted("/".join(k) for k in set(have) - set(want)
+                    if not (k[0] == "fc" and drop_head))
+    problems = []
+    if missing:
+        problems.append(f"model variables the source does not have: {missing}")
+    if unused:
+        problems.append(f"source variables with no place in the model: {unused}")
+    if mismatched:
+        problems.append(f"shape mismatches (source -> model): {mismatched}")
+    if problems:
+        raise ValueError(f"Cannot load '{source.name}' into model '{model.name}'; nothing was "
+                         f"loaded. " + "; ".join(problems))
+    for key, variable in want.items():
+        if key in have and not (key[0] == "fc" and drop_head):
+            variable.assign(have[key].numpy())
+    if temporal_left:
+        _info(f"'{source.name}' has no temporal modules: {len(temporal_left)} TIN variables "
+              f"keep their initialisation.", verbose)
+    return model
+
+
+def _info(message, verbose):
+    if verbose:
+        print(message)
+
+
+def build_for_record(record, **kwargs):
+    """The keras_tin model a manifest record's weights belong to (architecture, non-local
+    mode, frames, classes and normalisation from the record); kwargs override. An image
+    backbone record (resnet50/resnet101) gives a TSN ResNet with its 1000-class head."""
     from keras_tin.applications.temporal_resnet import TemporalResNet
 
-    record = registry.get_record(name)
-    if record["architecture"] == "resnet50":
-        raise ValueError(f"'{name}' is an image backbone: build a temporal ResNet-50 and pass "
-                         f"weights={name!r} to initialise it.")
-    temporal, depth = convert.parse_architecture(record["architecture"])
-    kwargs.setdefault("frames", record["frames"])
+    arch = record["architecture"]
+    if arch in ("resnet50", "resnet101"):
+        temporal, depth = "tsn", int(arch[len("resnet"):])
+        kwargs.setdefault("frames", 1)
+    else:
+        temporal, depth = convert.parse_architecture(arch)
+        kwargs.setdefault("frames", record["frames"])
+    if record.get("non_local"):
+        kwargs.setdefault("non_local", record["non_local"])
     kwargs.setdefault("classes", record["classes"])
     kwargs.setdefault("normalization", record["normalization"])
-    model = TemporalResNet(temporal, depth, **kwargs)
+    return TemporalResNet(temporal, depth, **kwargs)
+
+
+def pretrained(name, allow_unverified=False, **kwargs):
+    """Builds the model a manifest checkpoint needs (architecture, non-local mode, frames,
+    classes, normalisation from its record) and loads it. kwargs go to TemporalResNet."""
+    record = registry.get_record(name)
+    if record["architecture"] in ("resnet50", "resnet101"):
+        depth = record["architecture"][len("resnet"):]
+        raise ValueError(f"'{name}' is an image backbone: build a temporal ResNet-{depth} "
+                         f"(e.g. TINResNet{depth}) and pass weights={name!r} to initialise it.")
+    model = build_for_record(record, **kwargs)
     return load_weights(model, name, allow_unverified=allow_unverified)

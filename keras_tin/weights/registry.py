@@ -72,23 +72,30 @@ def verify_hash(path, sha256=None, sha256_prefix=None, name=None, allow_unverifi
     return actual
 
 
-def download(name, cache_dir=None, allow_unverified=False):
+def download(name, cache_dir=None, allow_unverified=False, converted=False):
     """Downloads a manifest checkpoint into the Keras cache and verifies its hash.
 
     Returns the local path. keras.utils.get_file does the download (and the full-hash
     check when a full sha256 is known); the published-prefix check is done here.
-    A file that fails the check is removed from the cache.
+    A file that fails the check is removed from the cache. converted=True fetches the
+    record's published keras_tin conversion (converted_url, checked against the full
+    converted_sha256) instead of the publisher's PyTorch file.
     """
     import keras
 
     record = get_record(name)
-    url = record.get("url")
+    if converted:
+        url, sha256, prefix = record.get("converted_url"), record.get("converted_sha256"), None
+        if not url:
+            raise ValueError(f"'{name}' has no published keras_tin conversion (converted_url is "
+                             f"empty); load it without converted=True.")
+    else:
+        url, sha256, prefix = record.get("url"), record.get("sha256"), record.get("sha256_prefix")
     if not url:
         raise ValueError(
             f"'{name}' has no direct download URL; get it from {record.get('download_page')} "
             f"and pass the local file as weights=<path>.")
     fname = url.rstrip("/").split("/")[-1]
-    sha256 = record.get("sha256")
     if cache_dir is not None:
         # get_file falls back to /tmp/.keras when cache_dir does not exist yet.
         os.makedirs(cache_dir, exist_ok=True)
@@ -106,7 +113,7 @@ def download(name, cache_dir=None, allow_unverified=False):
             f"download it elsewhere and either put it at {_cache_path(cache_dir, fname)} "
             f"(it is hash-checked there) or pass the file's path as weights=<path>.") from e
     try:
-        verify_hash(path, sha256, record.get("sha256_prefix"), name, allow_unverified)
+        verify_hash(path, sha256, prefix, name, allow_unverified)
     except ValueError as e:
         if "mismatch" in str(e):
             _remove(path)

@@ -1,0 +1,245 @@
+"""The release pipeline for converted weights: publisher's file -> keras_tin .weights.h5.
+
+For each manifest record (or the ones named), this:
+1. downloads the publisher's checkpoint (or takes --source PATH) and checks its hash;
+2. converts it exactly into the keras_tin model the record describes;
+3. writes <out>/<name>.weights.h5;
+4. where torch is installed, re-checks parity: the written file, loaded into a fresh model,
+   against a PyTorch run of the original checkpoint (weights/torch_reference.py, an
+   independent reference with the publishers' key names), on seeded random clips;
+5. writes <out>/<name>.json beside it: source URL and sha256, the converted file's sha256
+   and size, parity, label list, preprocessing, versions.
+
+Publishing the .weights.h5 somewhere and filling the record's converted_url and
+converted_sha256 makes `weights=<name>` load it directly, without torch and without
+conversion (the loader prefers a converted file when the record has one).
+
+    python weights/release.py NAME [NAME ...] [--out weights/release] [--source FILE]
+    python weights/release.py --all
+    make weights NAME=tsm_resnet50_8f_kinetics400_openmmlab
+"""
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "release")
+PARITY_CLIPS = 2
+
+
+def to_reference_keys(state_dict, layout):
+    """A publisher state dict renamed to the PyTorch reference's (mmaction2) key names.
+
+    openmmlab keys are the reference's own; the MIT / X-Temporal ("authors") and
+    torchvision layouts are renamed here, written from those publishers' module trees
+    independently of keras_tin's converter.
+    """
+    if layout == "openmmlab":
+        return dict(state_dict)
+    authors = [
+        ("conv1.net1.biasnet.net.conv.", "conv1.conv.net1.offset_net.conv."),
+        ("conv1.net1.biasnet.net.fc.", "conv1.conv.net1.offset_net.fc1."),
+        ("conv1.net1.biasnet.net.lastlayer.", "conv1.conv.net1.offset_net.fc2."),
+        ("conv1.net1.weightnet.net.lastlayer.", "conv1.conv.net1.weight_net.conv."),
+        ("conv1.net2.", "conv1.conv.net2."),
+        ("conv1.net.", "conv1.conv.net."),
+    ]
+    out = {}
+    for key, value in state_dict.items():
+        name = key
+        for prefix in ("module.", "base_model."):
+            name = name[len(prefix):] if name.startswith(prefix) else name
+        if name.startswith(("new_fc.", "fc.")):
+            out["cls_head.fc_cls." + name.split(".", 1)[1]] = value
+            continue
+        if name.startswith("conv1."):
+            name = "conv1.conv." + name[len("conv1."):]
+        elif name.startswith("bn1."):
+            name = "conv1.bn." + name[len("bn1."):]
+        else:
+            parts = name.split(".")  # layerL, b, what, ...
+            rest = ".".join(parts[2:])
+            for old, new in authors:
+                if rest.startswith(old):
+                    rest = new + rest[len(old):]
+                    break
+            else:
+                what = parts[2]
+                if what.startswith("conv"):
+                    rest = f"{what}.conv." + ".".join(parts[3:])
+                elif what.startswith("bn"):
+                    rest = f"conv{what[2:]}.bn." + ".".join(parts[3:])
+                elif what == "downsample":
+                    rest = ("downsample.conv." if parts[3] == "0" else "downsample.bn.") + \
+                        ".".join(parts[4:])
+            name = ".".join(parts[:2]) + "." + rest
+        out["backbone." + name] = value
+    return out
+
+
+def reference_model(record, state_dict):
+    """The PyTorch reference of a record, loaded strictly with its original weights."""
+    import torch
+
+    sys.path.insert(0, HERE)
+    import torch_reference as tr
+
+    from keras_tin.weights import convert
+
+    arch = record["architecture"]
+    if arch in ("resnet50", "resnet101"):
+        temporal, depth, frames = "tsn", int(arch[len("resnet"):]), 1
+    else:
+        (temporal, depth), frames = convert.parse_architecture(arch), record["frames"]
+    kwargs = {"non_local": record["non_local"]} if record.get("non_local") else {}
+    ref = tr.Recognizer(temporal, depth, frames, record["classes"], **kwargs).eval()
+    keys = to_reference_keys(state_dict, record["layout"])
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in keys.items()}
+    # num_batches_tracked is bookkeeping some files lack; everything else must match.
+    missing, unexpected = ref.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"The PyTorch reference does not fit '{record['name']}': missing "
+                         f"{missing[:10]}, unexpected {unexpected[:10]}")
+    return ref
+
+
+def parity(record, state_dict, weights_path, size, seed=0):
+    """Max |keras - torch| of the logits, the written .weights.h5 against the original."""
+    import torch
+
+    from keras_tin.weights.loading import build_for_record
+
+    frames = 1 if record["frames"] is None else record["frames"]
+    rng = np.random.default_rng(seed)
+    clips = rng.uniform(0, 255, (PARITY_CLIPS, frames, size, size, 3)).astype("float32")
+    model = build_for_record(record, input_shape=(frames, size, size, 3),
+                             classifier_activation=None)
+    model.load_weights(weights_path)
+    got = np.asarray(model.predict(clips, verbose=0))
+    mean, std = np.float32(record["mean"]), np.float32(record["std"])
+    folded = ((clips - mean) / std).reshape(-1, size, size, 3).transpose(0, 3, 1, 2)
+    ref = reference_model(record, state_dict)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(np.ascontiguousarray(folded))).numpy()
+    scale = float(np.abs(want).max())
+    err = float(np.abs(got - want).max())
+    tolerance = 1e-4 * max(1.0, scale)
+    return {"checked": True, "max_abs_diff": err, "max_abs_logit": scale,
+            "tolerance": tolerance, "passed": err <= tolerance, "clips": PARITY_CLIPS,
+            "frames": frames, "size": size, "seed": seed, "torch": torch.__version__}
+
+
+def release(name, out_dir=DEFAULT_OUT, source=None, allow_unverified=False, parity_size=112,
+            check_parity=True, log=print, cache_dir=None):
+    """Converts one manifest record; returns the sidecar dict. Raises if parity fails.
+    cache_dir: where downloads go (default: the Keras cache)."""
+    import keras
+
+    import keras_tin
+    from keras_tin.weights import convert
+    from keras_tin.weights import pth_reader
+    from keras_tin.weights import registry
+    from keras_tin.weights.loading import build_for_record
+
+    record = registry.get_record(name)
+    started = time.time()
+    if source is None:
+        log(f"[{name}] downloading {record.get('url') or record.get('download_page')}")
+        source = registry.download(name, cache_dir=cache_dir, allow_unverified=allow_unverified)
+    else:
+        log(f"[{name}] using {source}")
+    source_sha = registry.verify_hash(source, record.get("sha256"), record.get("sha256_prefix"),
+                                      name, allow_unverified)
+    state_dict = pth_reader.extract_state_dict(pth_reader.read_checkpoint(source))
+    log(f"[{name}] converting ({record['architecture']}, {record['layout']} layout)")
+    model = build_for_record(record)
+    convert.assign_state_dict(model, state_dict, record["layout"], verbose=False)
+    os.makedirs(out_dir, exist_ok=True)
+    weights_path = os.path.join(out_dir, f"{name}.weights.h5")
+    model.save_weights(weights_path)
+    sidecar = {
+        "name": name,
+        "architecture": record["architecture"],
+        "non_local": record.get("non_local"),
+        "frames": record["frames"], "classes": record["classes"],
+        "dataset": record["dataset"], "labels": record.get("labels"),
+        "normalization": record["normalization"], "mean": record["mean"], "std": record["std"],
+        "source": {"url": record.get("url"), "file": os.path.basename(source),
+                   "sha256": source_sha, "sha256_prefix": record.get("sha256_prefix"),
+                   "layout": record["layout"], "license": record.get("license")},
+        "converted": {"file": os.path.basename(weights_path),
+                      "sha256": registry.sha256_of(weights_path),
+                      "bytes": os.path.getsize(weights_path)},
+        "versions": {"keras_tin": getattr(keras_tin, "__version__", None),
+                     "keras": keras.__version__},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if not check_parity:
+        sidecar["parity"] = {"checked": False, "reason": "--no-parity"}
+    else:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            sidecar["parity"] = {"checked": False, "reason": "torch is not installed"}
+        else:
+            log(f"[{name}] parity against PyTorch at {parity_size} px")
+            sidecar["parity"] = parity(record, state_dict, weights_path, parity_size)
+    with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
+        json.dump(sidecar, f, indent=2)
+        f.write("\n")
+    p = sidecar["parity"]
+    verdict = (f"max |keras - torch| {p['max_abs_diff']:.2e} (tolerance {p['tolerance']:.1e})"
+               if p["checked"] else f"parity not checked: {p['reason']}")
+    log(f"[{name}] wrote {weights_path} (sha256 {sidecar['converted']['sha256'][:16]}...); "
+        f"{verdict}; {time.time() - started:.1f} s")
+    if p["checked"] and not p["passed"]:
+        raise RuntimeError(f"'{name}': parity failed, {verdict}. The converted file is kept "
+                           f"at {weights_path} for inspection; do not publish it.")
+    return sidecar
+
+
+def main(argv=None):
+    from keras_tin.weights import registry
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="manifest record names")
+    parser.add_argument("--all", action="store_true", help="every record with a download URL")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder ({DEFAULT_OUT})")
+    parser.add_argument("--source", help="a local copy of the publisher's file (one name only); "
+                                         "its hash is still checked")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="accept records without a published hash (MIT files)")
+    parser.add_argument("--parity-size", type=int, default=112, help="parity clip size (px)")
+    parser.add_argument("--no-parity", action="store_true", help="skip the PyTorch check")
+    args = parser.parse_args(argv)
+    names = list(args.names)
+    if args.all:
+        names = [n for n in registry.list_pretrained() if registry.get_record(n).get("url")]
+    if not names:
+        parser.error("name at least one record, or --all. Records: "
+                     + ", ".join(registry.list_pretrained()))
+    if args.source and len(names) != 1:
+        parser.error(f"--source takes one record; received {len(names)}: {names}")
+    failed = []
+    for i, name in enumerate(names, 1):
+        print(f"== {i}/{len(names)} {name}")
+        try:
+            release(name, args.out, args.source, args.allow_unverified, args.parity_size,
+                    not args.no_parity)
+        except (ValueError, ConnectionError, RuntimeError, OSError) as e:
+            print(f"[{name}] FAILED: {e}")
+            failed.append(name)
+    print(f"{len(names) - len(failed)} released, {len(failed)} failed"
+          + (f": {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
