@@ -1,4 +1,4 @@
-"""Manifest, hash-checked download, head dropping, loud key errors, CLI, labels."""
+"""Manifest, hash-checked download, head dropping, loud key errors, CLI."""
 
 import json
 import os
@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from keras_tin.weights import labels as tin_labels
 from keras_tin.weights import registry
 
 torch = pytest.importorskip("torch")
@@ -205,23 +204,3 @@ def test_cli_convert_roundtrip(tmp_path, tin18_state):
     np.testing.assert_allclose(model.get_layer("fc").bias.numpy(),
                                tin18_state["cls_head.fc_cls.bias"].numpy())
     assert cli.main(["convert", src, str(tmp_path / "x.weights.h5"), "--arch", "tsm_resnet18"]) == 1
-
-
-def test_decode_predictions_with_packaged_and_file_labels(tmp_path):
-    ucf = tin_labels.get_labels("ucf101")
-    assert len(ucf) == 101 and ucf[0] == "ApplyEyeMakeup" and ucf[-1] == "YoYo"
-    assert len(tin_labels.get_labels("hmdb51")) == 51
-    preds = np.zeros((2, 101))
-    preds[0, 35], preds[0, 2] = 0.7, 0.2
-    preds[1, 100] = 1.0
-    top = tin_labels.decode_predictions(preds, "ucf101", top=2)
-    assert top[0] == [(35, "HammerThrow", 0.7), (2, "Archery", 0.2)]
-    assert top[1][0] == (100, "YoYo", 1.0)
-    label_file = tmp_path / "labels.csv"
-    label_file.write_text("abseiling,0\nair drumming,1\n")
-    assert tin_labels.decode_predictions([[0.1, 0.9]], str(label_file), top=1) == [
-        [(1, "air drumming", 0.9)]]
-    with pytest.raises(ValueError, match="not packaged"):
-        tin_labels.get_labels("kinetics-400")
-    with pytest.raises(ValueError, match="shape"):
-        tin_labels.decode_predictions(np.zeros((1, 7)), "hmdb51")

@@ -22,9 +22,9 @@ def read_labels(path):
 def find_labels(model_path, labels=None, num_classes=None, pretrained=None):
     """Class names for predictions, or None (then classes are shown as indices).
 
-    In order: ``labels`` (a file, or a packaged dataset name such as "ucf101"); else
-    ``labels.txt`` beside ``model_path`` (written by `keras-tin train`); else the
-    packaged labels of the pretrained checkpoint's dataset, when there are some.
+    In order: ``labels`` (a file, or a packaged dataset name such as "ucf101" or
+    "kinetics-400"); else ``labels.txt`` beside ``model_path`` (written by `keras-tin
+    train`); else the packaged labels of the pretrained checkpoint, when its order is known.
     """
     names = None
     if labels:
@@ -50,14 +50,20 @@ def find_labels(model_path, labels=None, num_classes=None, pretrained=None):
 
 
 def _pretrained_labels(name):
+    """The packaged list the record's ``labels`` names (the publisher's index order, e.g.
+    "something-something-v1-sorted"), else its dataset's packaged list when every publisher
+    uses the same order for it (not Something-Something V1 or Jester), else None."""
     try:
         from keras_tin.weights import registry
-        from keras_tin.weights.labels import PACKAGED
+        from keras_tin.weights.labels import SAME_ORDER_FOR_ALL_PUBLISHERS
         from keras_tin.weights.labels import get_labels
     except ImportError:
         return None
-    dataset = str(registry.get_record(name).get("dataset", "")).lower()
-    return get_labels(dataset) if dataset in PACKAGED else None
+    record = registry.get_record(name)
+    if record.get("labels"):
+        return get_labels(record["labels"])
+    dataset = str(record.get("dataset", "")).lower()
+    return get_labels(dataset) if dataset in SAME_ORDER_FOR_ALL_PUBLISHERS else None
 
 
 def predict_files(model, paths, top_k=5, class_names=None, num_clips=1, num_crops=1,

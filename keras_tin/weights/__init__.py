@@ -6,6 +6,8 @@ from keras_tin.weights.convert import convert_checkpoint
 from keras_tin.weights.convert import load_torch_checkpoint
 from keras_tin.weights.labels import decode_predictions
 from keras_tin.weights.labels import get_labels
+from keras_tin.weights.labels import list_labels
+from keras_tin.weights.labels import read_label_file
 from keras_tin.weights.loading import load_weights
 from keras_tin.weights.loading import pretrained
 from keras_tin.weights.pth_reader import read_checkpoint
