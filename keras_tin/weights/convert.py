@@ -83,6 +83,11 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
 
     Returns a dict: layout, temporal (of the checkpoint), head_loaded.
     """
+    # --- MobileNetV2 hook: MobileNetV2 models and checkpoints go to convert_mobilenet ---
+    from keras_tin.weights import convert_mobilenet
+    if convert_mobilenet.applies(model, state_dict):
+        return convert_mobilenet.assign_state_dict(model, state_dict, layout, verbose)
+    # --- end MobileNetV2 hook ---
     canonical, layout, temporal = layouts.canonicalize(state_dict, layout)
     kind = model_temporal(model)
     if temporal is not None and temporal != kind:

@@ -1,0 +1,131 @@
+"""Converting the published TSM-MobileNetV2 checkpoints into keras_tin's TemporalMobileNetV2.
+
+convert.assign_state_dict hands a state dict here when the model or the checkpoint is a
+MobileNetV2 (see `applies`); the guarantees are those of the ResNet path: every checkpoint
+tensor lands on a Keras variable of the same shape and every variable is covered, or
+nothing is assigned and a ValueError lists the offending names. A classifier with another
+class count (or a model without one) keeps the model's head, with a message; a torchvision
+backbone leaves the temporal modules at their initialisation, with a message.
+"""
+
+import numpy as np
+
+from keras_tin.weights import layouts_mobilenet
+
+
+def is_mobilenet_model(model):
+    """True for a keras_tin TemporalMobileNetV2 (by its layer names)."""
+    names = {layer.name for layer in model.layers}
+    return "conv_last" in names and "block0_depthwise" in names
+
+
+def applies(model, state_dict):
+    """Whether the MobileNetV2 converter (rather than the ResNet one) handles this pair."""
+    return is_mobilenet_model(model) or layouts_mobilenet.looks_like_mobilenet(state_dict)
+
+
+def _shifted_in_model(model):
+    from keras_tin import layers as tin_layers
+    out = set()
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, tin_layers.TemporalShift):
+            out.add(int(layer.name[len("block"):-len("_tsm")]))
+    return out
+
+
+def _variables(model):
+    """{(top-level layer name, variable name): variable}."""
+    return {(layer.name, variable.path.split("/")[-1]): variable
+            for layer in model.layers for variable in layer.weights}
+
+
+def _info(message, verbose):
+    if verbose:
+        print(message)
+
+
+def assign_state_dict(model, state_dict, layout=None, verbose=True):
+    """Copies a MobileNetV2 PyTorch state dict (name -> NumPy array) into a keras_tin
+    TemporalMobileNetV2; see the module docstring. Returns a dict: layout, temporal (of the
+    checkpoint), head_loaded."""
+    from keras_tin.weights.convert import model_temporal
+
+    if not is_mobilenet_model(model):
+        raise ValueError(
+            f"The checkpoint is a MobileNetV2 but model '{model.name}' is not a keras_tin "
+            f"TemporalMobileNetV2; build TSMMobileNetV2 (or TSN/TINMobileNetV2). Nothing was "
+            f"loaded.")
+    if not layouts_mobilenet.looks_like_mobilenet(state_dict):
+        raise ValueError(
+            f"Model '{model.name}' is a TemporalMobileNetV2 but the checkpoint is not a "
+            f"MobileNetV2 one (a ResNet?); nothing was loaded. First keys: "
+            f"{list(state_dict)[:6]}")
+    canonical, layout, temporal, shifted = layouts_mobilenet.canonicalize(state_dict, layout)
+    kind = model_temporal(model)
+    if temporal is not None and temporal != kind:
+        raise ValueError(f"The checkpoint is a {temporal.upper()} MobileNetV2 ({layout} layout) "
+                         f"but model '{model.name}' is {kind.upper()}; build the matching "
+                         f"model. Nothing was loaded.")
+    if temporal == "tsm":
+        in_model = _shifted_in_model(model)
+        if set(shifted) != in_model:
+            raise ValueError(
+                f"The TSM checkpoint shifts other blocks than model '{model.name}': shifted "
+                f"only in the checkpoint: {sorted(set(shifted) - in_model)}; only in the "
+                f"model: {sorted(in_model - set(shifted))} (keras_tin block numbers). "
+                f"Nothing was loaded.")
+
+    variables = _variables(model)
+    has_head = ("fc", "kernel") in variables
+    head_loaded = has_head and "fc:weight" in canonical
+    if head_loaded:
+        ckpt_classes = canonical["fc:weight"].shape[0]
+        model_classes = variables[("fc", "kernel")].shape[-1]
+        if ckpt_classes != model_classes:
+            head_loaded = False
+            _info(f"Checkpoint head has {ckpt_classes} classes but the model has "
+                  f"{model_classes}: the classifier (fc) keeps its initialisation; the "
+                  f"backbone is loaded.", verbose)
+    elif not has_head and "fc:weight" in canonical:
+        _info("The model has no classifier: the checkpoint's head is not used.", verbose)
+
+    assignments, unexpected, mismatched = {}, [], []
+    for name, value in canonical.items():
+        target_layer, var_name, axes = layouts_mobilenet.keras_target(name)
+        if target_layer == "fc" and not head_loaded:
+            continue
+        variable = variables.get((target_layer, var_name))
+        if variable is None:
+            unexpected.append(f"{name} -> {target_layer}/{var_name}")
+            continue
+        array = np.transpose(value, axes) if axes else value
+        if tuple(array.shape) != tuple(variable.shape):
+            mismatched.append(f"{name} {tuple(value.shape)} -> {target_layer}/{var_name} "
+                              f"{tuple(variable.shape)}")
+            continue
+        assignments[(target_layer, var_name)] = array
+
+    missing, temporal_missing = [], []
+    for (layer, var_name) in variables:
+        if (layer, var_name) in assignments or (layer == "fc" and not head_loaded):
+            continue
+        if temporal is None and var_name.startswith(("offset_", "weight_conv")):
+            temporal_missing.append(f"{layer}/{var_name}")
+            continue
+        missing.append(f"{layer}/{var_name}")
+    problems = []
+    if unexpected:
+        problems.append(f"checkpoint tensors with no matching model variable: {unexpected}")
+    if mismatched:
+        problems.append(f"shape mismatches (checkpoint -> model): {mismatched}")
+    if missing:
+        problems.append(f"model variables the checkpoint does not provide: {missing}")
+    if problems:
+        raise ValueError(f"Cannot load the {layout}-layout MobileNetV2 checkpoint into model "
+                         f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
+    for target, array in assignments.items():
+        variables[target].assign(array.astype(variables[target].dtype))
+    if temporal_missing:
+        _info(f"Backbone-only checkpoint: {len(temporal_missing)} temporal-module variables "
+              f"keep their initialisation.", verbose)
+    return {"layout": layout, "temporal": temporal, "head_loaded": head_loaded}
