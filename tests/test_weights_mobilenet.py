@@ -208,3 +208,16 @@ def test_resnet_and_mobilenet_checkpoints_do_not_cross(tmp_path):
     model = TSMMobileNetV2(frames=FRAMES, input_shape=SHAPE, classes=CLASSES)
     with pytest.raises(ValueError, match="not a MobileNetV2 one"):
         load_weights(model, save(resnet_state, tmp_path / "r18.pth"), verbose=False)
+
+
+def test_architecture_names_build_the_matching_model():
+    from keras_tin.weights import convert_mobilenet
+
+    assert convert_mobilenet.parse_architecture("tsm_mobilenetv2") == "tsm"
+    assert convert_mobilenet.parse_architecture("tsm_resnet50") is None
+    model = convert_mobilenet.build_model("tsm_mobilenetv2", frames=FRAMES, input_shape=SHAPE,
+                                          classes=CLASSES)
+    assert convert_mobilenet.is_mobilenet_model(model)
+    assert sum(layer.name.endswith("_tsm") for layer in model._flatten_layers()) == 10
+    with pytest.raises(ValueError, match="tsm_mobilenetv2"):
+        convert_mobilenet.build_model("tsm_resnet50")

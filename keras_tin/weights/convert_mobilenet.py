@@ -8,9 +8,31 @@ class count (or a model without one) keeps the model's head, with a message; a t
 backbone leaves the temporal modules at their initialisation, with a message.
 """
 
+import re
+
 import numpy as np
 
 from keras_tin.weights import layouts_mobilenet
+
+ARCH_PATTERN = re.compile(r"^(tin|tsm|tsn)_mobilenetv2$")
+
+
+def parse_architecture(arch):
+    """'tsm_mobilenetv2' -> 'tsm'; None for any other name (e.g. a ResNet)."""
+    match = ARCH_PATTERN.match(str(arch))
+    return match.group(1) if match else None
+
+
+def build_model(arch, **kwargs):
+    """The TemporalMobileNetV2 a manifest architecture name such as 'tsm_mobilenetv2' needs;
+    kwargs (frames, classes, normalization, input_shape, ...) go to TemporalMobileNetV2."""
+    from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
+
+    temporal = parse_architecture(arch)
+    if temporal is None:
+        raise ValueError("arch must be tin_mobilenetv2, tsm_mobilenetv2 or tsn_mobilenetv2. "
+                         f"Received: arch={arch!r}")
+    return TemporalMobileNetV2(temporal, **kwargs)
 
 
 def is_mobilenet_model(model):
