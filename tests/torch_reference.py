@@ -1,4 +1,5 @@
-"""An independent PyTorch reference of TIN / TSM / TSN ResNets, written from TIN_SPEC.md.
+"""An independent PyTorch reference of TIN / TSM / TSN ResNets, written from TIN_SPEC.md,
+with optional non-local blocks as mmaction2's non-local TSM wraps them (NL3DWrapper).
 
 Module names reproduce the OpenMMLab (mmaction2) state-dict keys, so a state dict of
 `Recognizer` is an OpenMMLab-layout checkpoint; `to_authors_layout` renames it to the
@@ -156,12 +157,101 @@ class BasicBlock(nn.Module):
         return F.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
+class Conv3dUnit(nn.Module):
+    """A 1x1x1 Conv3d with bias inside a ConvModule without norm: keys <name>.conv.*."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv3d(cin, cout, 1, bias=True)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Conv3dBN(nn.Module):
+    """Bias-free 1x1x1 Conv3d then BatchNorm3d: keys <name>.conv.weight, <name>.bn.*."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv3d(cin, cout, 1, bias=False)
+        self.bn = nn.BatchNorm3d(cout, eps=1e-5)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class NonLocal3d(nn.Module):
+    """The non-local block of mmaction2's non-local TSM configs (mmcv NonLocal3d with
+    reduction 2, sub_sample=True, use_scale=False, BN3d after conv_out), on (N, C, T, H, W).
+
+    Keys: g.0.conv.*, theta.conv.*, phi.0.conv.* (not in 'gaussian'), conv_out.conv.weight,
+    conv_out.bn.*. Keys and values are max-pooled (1, 2, 2); queries are every position.
+    """
+
+    def __init__(self, channels, mode):
+        super().__init__()
+        assert mode in ("embedded_gaussian", "dot_product", "gaussian"), mode
+        self.mode, self.inter = mode, max(channels // 2, 1)
+        pool = nn.MaxPool3d((1, 2, 2))
+        self.g = nn.Sequential(Conv3dUnit(channels, self.inter), pool)
+        if mode == "gaussian":
+            self.phi = pool
+        else:
+            self.theta = Conv3dUnit(channels, self.inter)
+            self.phi = nn.Sequential(Conv3dUnit(channels, self.inter), pool)
+        self.conv_out = Conv3dBN(self.inter, channels)
+        # mmcv's init: N(0, 0.01) embeddings with zero bias; conv_out's BN at zero (identity).
+        for name, p in self.named_parameters():
+            if name.endswith("conv.weight") and not name.startswith("conv_out"):
+                nn.init.normal_(p, std=0.01)
+            elif name.startswith(("g.", "theta.", "phi.")) and name.endswith("bias"):
+                nn.init.zeros_(p)
+        nn.init.zeros_(self.conv_out.bn.weight)
+        nn.init.zeros_(self.conv_out.bn.bias)
+
+    def forward(self, x):
+        n, c, t, h, w = x.shape
+        queries = x if self.mode == "gaussian" else self.theta(x)
+        keys, values = self.phi(x), self.g(x)
+        q = queries.flatten(2)  # (N, Cq, THW)
+        k = keys.flatten(2)  # (N, Cq, Thw)
+        v = values.flatten(2)  # (N, inter, Thw)
+        f = torch.einsum("ncq,nck->nqk", q, k)
+        if self.mode == "dot_product":
+            f = f / k.shape[-1]
+        else:
+            f = torch.softmax(f, dim=-1)
+        y = torch.einsum("nqk,nck->ncq", f, v).reshape(n, self.inter, t, h, w)
+        return x + self.conv_out(y)
+
+
+class NonLocalWrapper(nn.Module):
+    """mmaction2's NL3DWrapper: keys block.* (the residual block) and non_local_block.*;
+    the non-local block runs on the block's output, frames unfolded to (N, C, T, H, W)."""
+
+    def __init__(self, block, channels, frames, mode):
+        super().__init__()
+        self.block, self.frames = block, frames
+        self.non_local_block = NonLocal3d(channels, mode)
+
+    def forward(self, x):
+        x = self.block(x)
+        nt, c, h, w = x.shape
+        clips = x.reshape(nt // self.frames, self.frames, c, h, w).permute(0, 2, 1, 3, 4)
+        out = self.non_local_block(clips)
+        return out.permute(0, 2, 1, 3, 4).reshape(nt, c, h, w)
+
+
+# The published non-local TSM-R50 configs' ResNetTSM(non_local=...).
+NON_LOCAL_BLOCKS = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
+
 DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
           50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3))}
 
 
 class Backbone(nn.Module):
-    def __init__(self, depth, temporal, frames):
+    def __init__(self, depth, temporal, frames, non_local=None,
+                 non_local_blocks=NON_LOCAL_BLOCKS):
         super().__init__()
         block, counts = DEPTHS[depth]
         self.conv1 = ConvModule(nn.Conv2d(3, 64, 7, 2, 3, bias=False), 64)
@@ -178,6 +268,10 @@ class Backbone(nn.Module):
                 kind = temporal if b % n_round == 0 else "tsn"
                 blocks.append(block(inplanes, planes, stride, kind, frames))
                 inplanes = planes * block.expansion
+            if non_local is not None:  # mmaction2 make_non_local: after the temporal shift
+                for b, wrap in enumerate(non_local_blocks[i]):
+                    if wrap:
+                        blocks[b] = NonLocalWrapper(blocks[b], inplanes, frames, non_local)
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_channels = inplanes
 
@@ -197,10 +291,11 @@ class Head(nn.Module):
 class Recognizer(nn.Module):
     """backbone.* + cls_head.fc_cls.*; forward(x (N*T, 3, H, W)) -> clip logits (N, K)."""
 
-    def __init__(self, temporal="tin", depth=50, frames=8, classes=10):
+    def __init__(self, temporal="tin", depth=50, frames=8, classes=10, non_local=None,
+                 non_local_blocks=NON_LOCAL_BLOCKS):
         super().__init__()
         self.frames = frames
-        self.backbone = Backbone(depth, temporal, frames)
+        self.backbone = Backbone(depth, temporal, frames, non_local, non_local_blocks)
         self.cls_head = Head(self.backbone.out_channels, classes)
 
     def forward(self, x):
@@ -214,20 +309,27 @@ def randomize(model, seed=0):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Linear)):
+            if isinstance(module, (nn.Conv3d, nn.Conv2d, nn.Conv1d, nn.Linear)):
                 fan_in = module.weight[0].numel()
                 gain = 1.0 if isinstance(module, nn.Linear) else 2.0
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen)
                                     * (gain / fan_in) ** 0.5)
                 if module.bias is not None:
                     module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.5)
-            elif isinstance(module, nn.BatchNorm2d):
+            elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
                 c = module.num_features
                 module.weight.copy_(0.2 + 0.5 * torch.rand(c, generator=gen))
                 module.bias.copy_(torch.randn(c, generator=gen) * 0.2)
                 module.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
                 module.running_var.copy_(0.5 + torch.rand(c, generator=gen) * 1.5)
                 module.num_batches_tracked.fill_(123)
+        for module in model.modules():
+            if isinstance(module, NonLocal3d) and module.mode == "dot_product":
+                # Unnormalised dot products grow with the cube of the features, and five
+                # stacked blocks of them overflow float32 with the scale above: shrink theta
+                # and phi so each block's branch stays of the order of its input.
+                for p in (*module.theta.parameters(), *module.phi.parameters()):
+                    p.mul_(0.25)
     return model.eval()
 
 

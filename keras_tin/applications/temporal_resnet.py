@@ -11,7 +11,18 @@ other block of every stage (blocks 0, 2, 4, ...): the published TSM code does th
 (MIT temporal-shift-module ops/temporal_shift.py make_temporal_shift, n_round = 2; mmaction2
 ResNetTSM.make_temporal_shift), so 18 of ResNet-101's 33 blocks shift. TIN keeps a module
 in every block at every depth (the official TIN code never changes n_round).
+
+Non-local blocks (non_local="embedded_gaussian" / "dot_product" / "gaussian") follow
+mmaction2's non-local TSM (ResNetTSM non_local / non_local_cfg with sub_sample=True,
+use_scale=False and a BN3d after conv_out; OpenMMLab mmcv NonLocal3d): a chosen residual
+block's output x (after its ReLU) becomes x + BN(conv_out(attention(theta(x), phi(x), g(x)))),
+attention over the T*H*W positions of each clip, keys and values max-pooled 2x2 in space,
+theta / phi / g 1x1 convs to C/2 channels with bias (gaussian: no theta / phi convs, the
+attention compares the features x themselves), conv_out 1x1 back to C channels without
+bias. The BN's gamma starts at zero, so a fresh block is the identity.
 """
+
+import numbers
 
 import keras
 
@@ -20,6 +31,7 @@ from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
 from keras_tin.applications.video_model import video_head
+from keras_tin.layers.non_local import check_mode
 
 DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -29,6 +41,8 @@ DEPTHS = {
 }
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
+# mmaction2's non-local TSM-R50 configs: blocks 0, 2 of layer2 and 0, 2, 4 of layer3.
+DEFAULT_NON_LOCAL_BLOCKS = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
 
 
 def _batch_norm(name):
@@ -83,11 +97,71 @@ def _basic(x, planes, strides, name, module, fuse):
     return keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
 
 
+def non_local_placement(non_local, non_local_blocks, stage_blocks):
+    """Per-stage tuples of 0/1 (one entry per block, padded with 0), or None without
+    non-local blocks. Raises ValueError quoting a bad argument."""
+    if non_local is None:
+        if non_local_blocks is not None:
+            raise ValueError("non_local_blocks needs non_local (a mode such as "
+                             f"'embedded_gaussian'). Received: non_local=None, "
+                             f"non_local_blocks={non_local_blocks!r}")
+        return None
+    check_mode(non_local, "non_local")
+    if non_local_blocks is None:  # the published pattern, cut to shallower stages
+        return tuple(tuple(stage[:n]) + (0,) * (n - len(stage[:n]))
+                     for stage, n in zip(DEFAULT_NON_LOCAL_BLOCKS, stage_blocks))
+    problem = None
+    if (not isinstance(non_local_blocks, (list, tuple))
+            or len(non_local_blocks) != len(stage_blocks)):
+        problem = f"one entry per stage ({len(stage_blocks)} stages)"
+    elif not all(isinstance(stage, (list, tuple)) for stage in non_local_blocks):
+        problem = "a tuple of 0/1 per stage"
+    elif not all(isinstance(v, numbers.Integral) and v in (0, 1)
+                 for stage in non_local_blocks for v in stage):
+        problem = "entries 0 or 1"
+    elif any(len(stage) > n for stage, n in zip(non_local_blocks, stage_blocks)):
+        problem = f"no more entries per stage than the stage has blocks {tuple(stage_blocks)}"
+    if problem:
+        raise ValueError(f"non_local_blocks must have {problem}, e.g. "
+                         f"{DEFAULT_NON_LOCAL_BLOCKS}. Received: "
+                         f"non_local_blocks={non_local_blocks!r}")
+    return tuple(tuple(int(v) for v in stage) + (0,) * (n - len(stage))
+                 for stage, n in zip(non_local_blocks, stage_blocks))
+
+
+def _non_local(x, frames, mode, name):
+    """mmcv NonLocal3d (sub_sample=True, use_scale=False, BN3d) on a block output x."""
+    channels = x.shape[-1]
+    inter = max(channels // 2, 1)
+    if any(size is not None and size < 2 for size in x.shape[1:3]):
+        raise ValueError(f"The non-local block after {name} max-pools its keys 2x2 but the "
+                         f"feature map there is {tuple(x.shape[1:3])}; use a larger input or "
+                         f"other non_local_blocks.")
+
+    def embed(layer):
+        return keras.layers.Conv2D(
+            inter, 1, use_bias=True, name=f"{name}_nl_{layer}",
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            bias_initializer="zeros")(x)
+
+    g = keras.layers.MaxPooling2D(2, name=f"{name}_nl_g_pool")(embed("g"))
+    if mode == "gaussian":
+        theta, phi = x, keras.layers.MaxPooling2D(2, name=f"{name}_nl_phi_pool")(x)
+    else:
+        theta = embed("theta")
+        phi = keras.layers.MaxPooling2D(2, name=f"{name}_nl_phi_pool")(embed("phi"))
+    y = tin_layers.NonLocalAttention(frames, mode, name=f"{name}_nl_attention")([theta, phi, g])
+    y = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_nl_conv_out")(y)
+    y = keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                                        gamma_initializer="zeros", name=f"{name}_nl_bn")(y)
+    return keras.layers.Add(name=f"{name}_nl_out")([x, y])
+
+
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
                    input_tensor=None, input_shape=None, pooling=None, classes=400,
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
                    normalization="imagenet", implementation="auto", fuse=True,
-                   base_filters=64, name=None):
+                   base_filters=64, non_local=None, non_local_blocks=None, name=None):
     """Builds a temporal ResNet; the public constructors below fix temporal and depth.
 
     Args:
@@ -111,6 +185,14 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         fuse: compute the temporal module through its delta into the first conv.
         base_filters: width of the stem and stage 1 (64 in the standard ResNets; the
             demo uses narrower networks). Must be a multiple of 16 for TIN.
+        non_local: None, or "embedded_gaussian", "dot_product" or "gaussian": non-local
+            blocks after chosen residual blocks, as mmaction2's non-local TSM
+            (NL3DWrapper + mmcv NonLocal3d, sub_sample=True, use_scale=False, BN3d). Fresh
+            blocks are the identity (their BatchNormalization's gamma is 0).
+        non_local_blocks: with non_local: per stage a tuple of 0/1 per block (a tuple may
+            be shorter than its stage; missing blocks get none), like mmaction2's
+            `non_local`. Default: the published ((0, 0, 0), (1, 0, 1, 0),
+            (1, 0, 1, 0, 1, 0), (0, 0, 0)), cut to each stage's length for ResNet-18.
         name: model name.
 
     Returns:
@@ -125,6 +207,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     block_kind, stage_blocks = DEPTHS[depth]
     block_fn = _bottleneck if block_kind == "bottleneck" else _basic
     every = module_every(temporal, stage_blocks)
+    placement = non_local_placement(non_local, non_local_blocks, stage_blocks)
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = _conv(base_filters, 7, 2, "conv1")(x)
     x = keras.layers.ReLU()(_batch_norm("bn1")(x))
@@ -138,6 +221,8 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
             module = (_temporal_module(temporal, frames, block, implementation)
                       if b % every == 0 else None)
             x = block_fn(x, planes, strides, block, module, fuse)
+            if placement and placement[stage][b]:
+                x = _non_local(x, frames, non_local, block)
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
                    dropout_rate)
     return finish_model(inputs, x, name or f"{temporal}_resnet{depth}", weights, partial_bn)

@@ -11,6 +11,8 @@ def add_arguments(parser):
                         help="classifier size (default: the checkpoint's)")
     parser.add_argument("--layout", choices=("openmmlab", "authors", "torchvision"),
                         default=None, help="key layout (default: detected)")
+    parser.add_argument("--non-local", choices=("embedded_gaussian", "dot_product", "gaussian"),
+                        default=None, help="non-local mode of a non-local TSM checkpoint")
     parser.add_argument("--use-torch", action="store_true",
                         help="read the checkpoint with torch.load(weights_only=True)")
 
@@ -23,7 +25,7 @@ def run(args):
     try:
         model = convert_checkpoint(args.input, args.output, args.arch, frames=args.frames,
                                    classes=args.classes, layout=args.layout,
-                                   use_torch=args.use_torch)
+                                   use_torch=args.use_torch, non_local=args.non_local)
     except (ValueError, OSError, pickle.UnpicklingError) as e:
         print(f"keras-tin convert: error: {e}")
         return 1

@@ -3,6 +3,7 @@
 from keras_tin.layers.frames import FoldFrames
 from keras_tin.layers.frames import FrameConsensus
 from keras_tin.layers.frames import UnfoldFrames
+from keras_tin.layers.non_local import NonLocalAttention
 from keras_tin.layers.temporal_conv import TemporalConv2D
 from keras_tin.layers.temporal_interlace import TemporalInterlace
 from keras_tin.layers.temporal_shift import TemporalShift

@@ -79,7 +79,8 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     Keras variable must be covered, or nothing is assigned and a ValueError lists the
     offending names. Two exceptions, both announced: a classifier whose class count
     differs from the model's (or a model without a classifier) keeps its own head, and a
-    plain torchvision backbone leaves the temporal modules at their initialisation.
+    plain torchvision backbone leaves the temporal modules and non-local blocks at their
+    initialisation.
 
     Returns a dict: layout, temporal (of the checkpoint), head_loaded.
     """
@@ -127,6 +128,7 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
 
     missing = []
     temporal_missing = []
+    non_local_missing = []
     for (layer, var_name), variable in variables.items():
         if (layer, var_name) in assignments:
             continue
@@ -134,6 +136,9 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
             continue
         if temporal is None and var_name.startswith(("offset_", "weight_conv")):
             temporal_missing.append(f"{layer}/{var_name}")
+            continue
+        if temporal is None and "_nl_" in layer:  # ImageNet backbone, as mmaction2 starts
+            non_local_missing.append(f"{layer}/{var_name}")
             continue
         missing.append(f"{layer}/{var_name}")
     problems = []
@@ -143,6 +148,15 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
         problems.append(f"shape mismatches (checkpoint -> model): {mismatched}")
     if missing:
         problems.append(f"model variables the checkpoint does not provide: {missing}")
+    ckpt_nl = any(".nl." in key for key in canonical)
+    model_nl = any("_nl_" in layer for layer, _ in variables)
+    if problems and ckpt_nl != model_nl:
+        problems.append(
+            "the checkpoint has non-local blocks (mmaction2's non-local TSM); build the model "
+            "with non_local='embedded_gaussian', 'dot_product' or 'gaussian' (the mode the "
+            "checkpoint was trained with)" if ckpt_nl else
+            "the model has non-local blocks but the checkpoint has none; build it with "
+            "non_local=None")
     if problems:
         raise ValueError(f"Cannot load the {layout}-layout checkpoint into model "
                          f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
@@ -151,6 +165,9 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     if temporal_missing:
         _info(f"Backbone-only checkpoint: {len(temporal_missing)} temporal-module variables "
               f"keep their initialisation.", verbose)
+    if non_local_missing:
+        _info(f"Backbone-only checkpoint: {len(non_local_missing)} non-local-block variables "
+              f"keep their initialisation (identity blocks when fresh).", verbose)
     return {"layout": layout, "temporal": temporal, "head_loaded": head_loaded}
 
 
@@ -168,7 +185,8 @@ def head_classes(state_dict, layout=None):
 
 
 def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=None,
-                       normalization="imagenet", use_torch=False, verbose=True):
+                       normalization="imagenet", use_torch=False, verbose=True,
+                       non_local=None):
     """Converts a PyTorch checkpoint to a keras_tin .weights.h5 file.
 
     Args:
@@ -181,6 +199,8 @@ def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=N
         normalization: recorded in the built model ("imagenet", "inception" or None); it has
             no weights, so the .weights.h5 is the same either way.
         use_torch: read the checkpoint with torch.load(weights_only=True).
+        non_local: the non-local mode of a non-local TSM checkpoint ("embedded_gaussian",
+            "dot_product" or "gaussian"; the keys do not tell the first two apart), else None.
 
     Returns:
         The Keras model holding the converted weights.
@@ -194,7 +214,8 @@ def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=N
     if classes is None:
         classes = head_classes(state_dict, layout)
     model = TemporalResNet(temporal, depth, frames=frames, include_top=classes is not None,
-                           classes=classes or 1, normalization=normalization)
+                           classes=classes or 1, normalization=normalization,
+                           non_local=non_local)
     assign_state_dict(model, state_dict, layout, verbose)
     model.save_weights(str(out_path))
     return model

@@ -6,6 +6,7 @@ Every layout is first rewritten to one canonical, torchvision-like naming:
     layer{L}.{b}.conv{i}.weight, layer{L}.{b}.bn{i}.*,
     layer{L}.{b}.downsample.0.weight, layer{L}.{b}.downsample.1.*,
     layer{L}.{b}.tin.{offset_conv,offset_fc1,offset_fc2,weight_conv}.{weight,bias},
+    layer{L}.{b}.nl.{g,theta,phi,conv_out}.{weight,bias}, layer{L}.{b}.nl.bn.*,
     fc.{weight,bias}
 
 and the canonical names are then mapped to Keras variables with the layout
@@ -15,7 +16,11 @@ conversions of TIN_SPEC.md (Conv2d [out,in,kh,kw] -> [kh,kw,in,out], Conv1d
 Layouts (TIN_SPEC.md, "Released checkpoints"):
 - "openmmlab": mmaction2 recognizers: backbone.* (ConvModule conv/bn pairs; TSM wraps the
   first conv as conv1.conv.net, TIN as conv1.conv.net1 (offset_net/weight_net) + net2),
-  cls_head.fc_cls.*.
+  cls_head.fc_cls.*. Non-local TSM (ResNetTSM non_local, NL3DWrapper) moves a wrapped
+  block under backbone.layerL.b.block.* (read as backbone.layerL.b.*) and adds
+  backbone.layerL.b.non_local_block.{g.0.conv, theta.conv, phi.0.conv, conv_out.conv,
+  conv_out.bn}.* (mmcv NonLocal3d: Conv3d [out,in,1,1,1] weights, canonical as the
+  Conv2d [out,in,1,1]; a temporal kernel size other than 1 is refused).
 - "authors": the MIT TSM release and the TIN authors' X-Temporal release:
   module.base_model.* with torchvision names (TSM: conv1.net; TIN: conv1.net1.biasnet /
   weightnet + conv1.net2), head module.new_fc.*.
@@ -43,8 +48,16 @@ _OPENMMLAB_RULES = [
     (rf"^backbone\.{BLOCK}\.conv([1-3])\.bn\.(\w+)$", r"\1.bn\2.\3"),
     (rf"^backbone\.{BLOCK}\.downsample\.conv\.weight$", r"\1.downsample.0.weight"),
     (rf"^backbone\.{BLOCK}\.downsample\.bn\.(\w+)$", r"\1.downsample.1.\2"),
+    (rf"^backbone\.{BLOCK}\.non_local_block\.(g|phi)\.0\.conv\.(weight|bias)$",
+     r"\1.nl.\2.\3"),
+    (rf"^backbone\.{BLOCK}\.non_local_block\.(theta|conv_out)\.conv\.(weight|bias)$",
+     r"\1.nl.\2.\3"),
+    (rf"^backbone\.{BLOCK}\.non_local_block\.conv_out\.bn\.(\w+)$", r"\1.nl.bn.\2"),
     (r"^cls_head\.fc_cls\.(weight|bias)$", r"fc.\1"),
 ]
+# NL3DWrapper: the wrapped block's own keys sit under .block.
+_OPENMMLAB_WRAPPED = re.compile(rf"^(backbone\.{BLOCK})\.block\.")
+_NON_LOCAL_CONV = re.compile(r"\.nl\.(g|theta|phi|conv_out)\.weight$")
 
 _AUTHORS_RULES = [
     (rf"^{BLOCK}\.conv1\.net1\.biasnet\.net\.conv\.(weight|bias)$", r"\1.tin.offset_conv.\2"),
@@ -94,6 +107,18 @@ def detect_temporal(canonical_keys, raw_keys):
     return "tsn"
 
 
+def _conv3d_as_conv2d(key, value):
+    """A non-local Conv3d weight [out, in, 1, kh, kw] -> [out, in, kh, kw]."""
+    if value.ndim == 5:
+        if value.shape[2] != 1:
+            raise ValueError(
+                f"Checkpoint tensor {key!r} is a Conv3d weight {tuple(value.shape)} with "
+                f"temporal kernel size {value.shape[2]}; keras_tin's non-local blocks use "
+                f"1x1x1 convs (temporal size 1). Nothing was loaded.")
+        value = value[:, :, 0]
+    return value
+
+
 def canonicalize(state_dict, layout=None):
     """Rewrites a state dict to canonical names.
 
@@ -112,6 +137,7 @@ def canonicalize(state_dict, layout=None):
             name = name[len("base_model."):] if name.startswith("base_model.") else name
             rules = _AUTHORS_RULES + _TORCHVISION_RULES
         elif layout == "openmmlab":
+            name = _OPENMMLAB_WRAPPED.sub(r"\1.", name)
             rules = _OPENMMLAB_RULES
         else:
             rules = _TORCHVISION_RULES
@@ -120,7 +146,10 @@ def canonicalize(state_dict, layout=None):
                 new = re.sub(pattern, repl, name)
                 if new in out:
                     raise ValueError(f"Two checkpoint keys map to {new!r} (second: {key!r}).")
-                out[new] = np.asarray(value)
+                value = np.asarray(value)
+                if _NON_LOCAL_CONV.search(new):
+                    value = _conv3d_as_conv2d(key, value)
+                out[new] = value
                 break
         else:
             unmapped.append(key)
@@ -158,6 +187,13 @@ def keras_target(canonical):
         if parts[3] == "0":
             return f"{block}_downsample_conv", "kernel", (2, 3, 1, 0)
         return f"{block}_downsample_bn", _BN[parts[4]], None
+    if kind == "nl":
+        module, what = parts[3], parts[4]
+        if module == "bn":
+            return f"{block}_nl_bn", _BN[what], None
+        if what == "weight":
+            return f"{block}_nl_{module}", "kernel", (2, 3, 1, 0)
+        return f"{block}_nl_{module}", "bias", None
     if kind == "tin":
         module, what = parts[3], parts[4]
         var = f"{_TIN[module]}_{'kernel' if what == 'weight' else 'bias'}"
