@@ -39,16 +39,65 @@ def test_manifest_records_are_complete():
     for required in ("tin_resnet50_8f_sthv1_openmmlab", "tin_resnet50_8f_sthv2_openmmlab",
                      "tin_resnet50_8f_kinetics400_openmmlab", "tsm_resnet50_8f_kinetics400_openmmlab",
                      "tsm_resnet50_8f_sthv2_openmmlab", "tsm_resnet50_8f_kinetics400_mit",
-                     "tsm_resnet50_8f_sthv2_mit", "resnet50_imagenet_torchvision"):
+                     "tsm_resnet50_8f_sthv2_mit", "resnet50_imagenet_torchvision",
+                     "tsm_resnet101_8f_sthv2_openmmlab", "tsm_resnet101_8f_sthv1_mit",
+                     "tsm_resnet50_nl_dot_product_8f_kinetics400_openmmlab",
+                     "tsm_resnet50_nl_embedded_gaussian_8f_kinetics400_openmmlab",
+                     "tsm_resnet50_nl_gaussian_8f_kinetics400_openmmlab",
+                     "tsm_mobilenetv2_8f_kinetics400_openmmlab", "tsm_mobilenetv2_8f_kinetics400_mit",
+                     "tsn_resnet50_8f_kinetics400_openmmlab", "resnet101_imagenet_torchvision"):
         assert required in names
-    fields = {"architecture", "frames", "classes", "dataset", "url", "sha256", "sha256_prefix",
-              "layout", "normalization", "mean", "std", "top1", "protocol", "license"}
+    fields = {"architecture", "frames", "classes", "dataset", "labels", "url", "sha256",
+              "sha256_prefix", "layout", "normalization", "mean", "std", "top1", "protocol",
+              "license", "converted_url", "converted_sha256"}
     for r in records:
         assert fields <= set(r), r["name"]
         assert r["layout"] in ("openmmlab", "authors", "torchvision")
         assert r["verified_by_us"] is False
         if r["sha256_prefix"] and r["url"]:
             assert r["url"].endswith(f"-{r['sha256_prefix']}.pth"), r["name"]
+        # The MIT files moved to hanlab18.mit.edu (TSM commit 2854869, 2023-10).
+        assert "//hanlab.mit.edu" not in str(r["url"]), r["name"]
+        assert (r["mean"], r["std"]) == {
+            "imagenet": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
+            "inception": ([127.5] * 3, [127.5] * 3)}[r["normalization"]], r["name"]
+
+
+def test_manifest_corrections_from_the_publishers():
+    """What ../shared/weights/WEIGHTS_SOURCES.md found wrong, corrected."""
+    get = registry.get_record
+    tsm = get("tsm_resnet50_8f_kinetics400_openmmlab")
+    assert (tsm["top1"], tsm["top5"]) == (73.18, 90.56)
+    assert "TenCrop" in tsm["protocol"] and "short side 256" in tsm["protocol"]
+    assert "ThreeCrop 256" in get("tsm_resnet50_8f_sthv2_openmmlab")["protocol"]
+    for name in ("tin_resnet50_8f_sthv1_openmmlab", "tin_resnet50_8f_sthv2_openmmlab",
+                 "tin_resnet50_8f_kinetics400_openmmlab"):
+        assert get(name)["normalization"] == "inception", name  # trained with x/127.5 - 1
+        assert get(name + "0x")["normalization"] == "imagenet"
+    # Something V1 / Jester: mmaction2 numbers classes in CSV order, MIT and X-Temporal sorted.
+    assert get("tin_resnet50_8f_sthv1_openmmlab")["labels"] == "something-something-v1"
+    assert get("tin_resnet50_8f_sthv1_xtemporal")["labels"] == "something-something-v1-sorted"
+    assert get("tsm_resnet50_8f_sthv1_mit")["labels"] == "something-something-v1-sorted"
+    assert get("tsm_resnet50_8f_jester_openmmlab0x")["labels"] == "jester"
+
+
+def test_every_record_builds_its_model():
+    """Each (architecture, non-local) of the manifest builds, with the record's classes."""
+    from keras_tin.weights.loading import build_for_record
+
+    seen = set()
+    for name in registry.list_pretrained():
+        record = registry.get_record(name)
+        key = (record["architecture"], record.get("non_local"))
+        if key in seen:
+            continue
+        seen.add(key)
+        frames = record["frames"] or 1
+        model = build_for_record(record, input_shape=(frames, 64, 64, 3))
+        assert model.output_shape == (None, record["classes"]), name
+        mean = np.ravel(model.get_layer("normalization").mean.numpy())
+        np.testing.assert_allclose(mean, record["mean"], rtol=1e-6)
+    assert len(seen) >= 10
 
 
 def _fake_record(monkeypatch, tmp_path, content, **fields):
@@ -134,6 +183,31 @@ def test_normalization_mismatch_warns(monkeypatch, tmp_path, tin18_state):
                  normalization="inception")
     with pytest.warns(UserWarning, match="normalised as 'inception'"):
         load_weights(tiny(), "fake", verbose=False, cache_dir=str(tmp_path / "cache"))
+
+
+def test_constructor_takes_the_records_normalization(monkeypatch, tmp_path, tin18_state):
+    """normalization="auto" (the default) builds a pretrained TIN with the normalisation
+    its publisher trained it with: x/127.5 - 1 for the mmaction2 v1.0 TIN files."""
+    ckpt = tmp_path / "src.pth"
+    save(tin18_state, ckpt)
+    _fake_record(monkeypatch, tmp_path, ckpt.read_bytes(), sha256=registry.sha256_of(ckpt),
+                 normalization="inception")
+    import functools
+    import warnings
+    monkeypatch.setattr(registry, "download", functools.partial(
+        registry.download, cache_dir=str(tmp_path / "cache")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no normalisation-mismatch warning
+        model = TemporalResNet("tin", 18, frames=8, input_shape=SHAPE, classes=5,
+                               weights="fake")
+    np.testing.assert_allclose(np.ravel(model.get_layer("normalization").mean.numpy()), 127.5)
+    assert np.ravel(tiny().get_layer("normalization").mean.numpy())[0] == 123.675
+
+
+def test_non_local_record_refuses_a_plain_model(monkeypatch, tmp_path):
+    _fake_record(monkeypatch, tmp_path, b"unused", sha256="ab" * 32, non_local="dot_product")
+    with pytest.raises(ValueError, match="non_local='dot_product'"):
+        load_weights(tiny("tsm"), "fake", cache_dir=str(tmp_path / "c"))
 
 
 def test_class_count_mismatch_drops_head_keeps_backbone(tmp_path, tin18_state, capsys):

@@ -1,6 +1,6 @@
 """Converted TSM-MobileNetV2 checkpoints (mmaction2 and MIT layouts) give the PyTorch logits
 of independent references written with the publishers' module structure
-(tests/torch_reference_mobilenet.py); mismatched models and checkpoints are refused."""
+(weights/torch_reference_mobilenet.py); mismatched models and checkpoints are refused."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Converted PyTorch checkpoints give the PyTorch logits (tests/torch_reference.py)."""
+"""Converted PyTorch checkpoints give the PyTorch logits (weights/torch_reference.py)."""
 
 import numpy as np
 import pytest

@@ -4,7 +4,6 @@ the loader preferring a published conversion."""
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +16,7 @@ from keras_tin.weights import load_weights  # noqa: E402
 from keras_tin.weights import registry  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "weights"))
-import release  # noqa: E402
+import release  # noqa: E402  (weights/release.py; conftest puts weights/ on the path)
 
 SIZE = 32
 MEAN = np.array([123.675, 116.28, 103.53], np.float32)

@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -83,23 +84,50 @@ def to_reference_keys(state_dict, layout):
     return out
 
 
+def _architecture(record):
+    """(family, temporal, depth, frames): family 'resnet' or 'mobilenetv2'."""
+    from keras_tin.weights import convert
+    from keras_tin.weights import convert_mobilenet
+
+    arch, frames = record["architecture"], record["frames"] or 1
+    if convert_mobilenet.parse_architecture(arch):
+        return "mobilenetv2", convert_mobilenet.parse_architecture(arch), None, frames
+    if arch in ("resnet50", "resnet101"):
+        return "resnet", "tsn", int(arch[len("resnet"):]), frames
+    temporal, depth = convert.parse_architecture(arch)
+    return "resnet", temporal, depth, frames
+
+
+def _untrained_reference(record, classes):
+    """The PyTorch reference of a record's architecture, in its publisher's module tree where
+    the reference has one (MobileNetV2), else with mmaction2's names (ResNets)."""
+    sys.path.insert(0, HERE)
+    family, temporal, depth, frames = _architecture(record)
+    if family == "mobilenetv2":
+        import torch_reference_mobilenet as trm
+        if temporal == "tin":
+            raise ValueError("The PyTorch reference has no TIN-MobileNetV2 (no such checkpoint "
+                             "is published).")
+        if record["layout"] == "openmmlab":
+            return trm.MMRecognizer(frames, classes, shift=temporal == "tsm")
+        if record["layout"] == "authors":
+            return trm.MITTSN(frames, classes, shift=temporal == "tsm")
+        return trm.TorchvisionMobileNetV2(classes)
+    import torch_reference as tr
+    kwargs = {"non_local": record["non_local"]} if record.get("non_local") else {}
+    return tr.Recognizer(temporal, depth, frames, classes, **kwargs)
+
+
 def reference_model(record, state_dict):
     """The PyTorch reference of a record, loaded strictly with its original weights."""
     import torch
 
-    sys.path.insert(0, HERE)
-    import torch_reference as tr
-
-    from keras_tin.weights import convert
-
-    arch = record["architecture"]
-    if arch in ("resnet50", "resnet101"):
-        temporal, depth, frames = "tsn", int(arch[len("resnet"):]), 1
-    else:
-        (temporal, depth), frames = convert.parse_architecture(arch), record["frames"]
-    kwargs = {"non_local": record["non_local"]} if record.get("non_local") else {}
-    ref = tr.Recognizer(temporal, depth, frames, record["classes"], **kwargs).eval()
-    keys = to_reference_keys(state_dict, record["layout"])
+    ref = _untrained_reference(record, record["classes"]).eval()
+    if _architecture(record)[0] == "resnet":
+        keys = to_reference_keys(state_dict, record["layout"])
+    else:  # the MobileNetV2 references carry the publishers' own key names
+        keys = {k[len("module."):] if k.startswith("module.") else k: v
+                for k, v in state_dict.items()}
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in keys.items()}
     # num_batches_tracked is bookkeeping some files lack; everything else must match.
     missing, unexpected = ref.load_state_dict(tensors, strict=False)
@@ -136,6 +164,16 @@ def parity(record, state_dict, weights_path, size, seed=0):
             "frames": frames, "size": size, "seed": seed, "torch": torch.__version__}
 
 
+def convert_to_file(record, state_dict, weights_path):
+    """Converts a publisher state dict into the record's model and saves it as .weights.h5."""
+    from keras_tin.weights import convert
+    from keras_tin.weights.loading import build_for_record
+
+    model = build_for_record(record)
+    convert.assign_state_dict(model, state_dict, record["layout"], verbose=False)
+    model.save_weights(weights_path)
+
+
 def release(name, out_dir=DEFAULT_OUT, source=None, allow_unverified=False, parity_size=112,
             check_parity=True, log=print, cache_dir=None):
     """Converts one manifest record; returns the sidecar dict. Raises if parity fails.
@@ -143,10 +181,8 @@ def release(name, out_dir=DEFAULT_OUT, source=None, allow_unverified=False, pari
     import keras
 
     import keras_tin
-    from keras_tin.weights import convert
     from keras_tin.weights import pth_reader
     from keras_tin.weights import registry
-    from keras_tin.weights.loading import build_for_record
 
     record = registry.get_record(name)
     started = time.time()
@@ -159,11 +195,9 @@ def release(name, out_dir=DEFAULT_OUT, source=None, allow_unverified=False, pari
                                       name, allow_unverified)
     state_dict = pth_reader.extract_state_dict(pth_reader.read_checkpoint(source))
     log(f"[{name}] converting ({record['architecture']}, {record['layout']} layout)")
-    model = build_for_record(record)
-    convert.assign_state_dict(model, state_dict, record["layout"], verbose=False)
     os.makedirs(out_dir, exist_ok=True)
     weights_path = os.path.join(out_dir, f"{name}.weights.h5")
-    model.save_weights(weights_path)
+    convert_to_file(record, state_dict, weights_path)
     sidecar = {
         "name": name,
         "architecture": record["architecture"],
@@ -205,6 +239,76 @@ def release(name, out_dir=DEFAULT_OUT, source=None, allow_unverified=False, pari
     return sidecar
 
 
+def _publisher_state_dict(record, seed):
+    """A random-weight PyTorch reference of the record's architecture, in its publisher's key
+    layout (for the README's parity column: real files cannot be downloaded everywhere)."""
+    import torch
+
+    sys.path.insert(0, HERE)
+    ref = _untrained_reference(record, record["classes"])
+    if _architecture(record)[0] == "mobilenetv2":
+        import torch_reference_mobilenet as trm
+        frames = record["frames"] or 1
+        calibration = torch.randn(2 * frames, 3, 48, 48, generator=torch.Generator().manual_seed(seed))
+        trm.randomize(ref, seed, calibrate_with=calibration)
+        return ref.release_state_dict() if record["layout"] == "authors" else ref.state_dict()
+    import torch_reference as tr
+    state = tr.randomize(ref, seed=seed).state_dict()
+    if record["layout"] == "openmmlab":
+        return state
+    state = tr.to_authors_layout(state)
+    if record["layout"] == "torchvision":
+        state = {k.replace("module.base_model.", "").replace("module.new_fc.", "fc."): v
+                 for k, v in state.items()}
+    return state
+
+
+def reference_parity(size=48, log=print):
+    """{(architecture, non_local, layout): parity dict} on random weights, for every
+    combination the manifest holds, through the same conversion and parity code."""
+    from keras_tin.weights import registry
+
+    results = {}
+    for name in registry.list_pretrained():
+        record = registry.get_record(name)
+        key = (record["architecture"], record.get("non_local"), record["layout"])
+        if key in results:
+            continue
+        fake = dict(record, classes=7, frames=record["frames"] or 1)
+        state = {k: v.numpy() for k, v in _publisher_state_dict(fake, len(results)).items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "w.weights.h5")
+            convert_to_file(fake, state, path)
+            results[key] = parity(fake, state, path, size)
+        log(f"{key}: {results[key]['max_abs_diff']:.1e}")
+    return results
+
+
+PUBLISHERS = {"openmmlab": "mmaction2", "authors": None, "torchvision": "torchvision"}
+
+
+def model_table(parity_results):
+    """The README's table of every manifest record (markdown)."""
+    from keras_tin.weights import registry
+
+    rows = ["| name | publisher | dataset | frames | reported top-1 / top-5 | test protocol "
+            "(publisher) | labels | parity (layout: max abs logit diff, random weights) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in registry.list_pretrained():
+        r = registry.get_record(name)
+        publisher = PUBLISHERS[r["layout"]] or ("MIT TSM" if "mit.edu" in str(r.get("url"))
+                                                else "TIN authors (X-Temporal)")
+        if name.endswith("openmmlab0x"):
+            publisher = "mmaction2 0.x"
+        acc = f"{r['top1']}" + (f" / {r['top5']}" if r.get("top5") is not None else "")
+        p = parity_results.get((r["architecture"], r.get("non_local"), r["layout"]))
+        par = f"{r['layout']}: {p['max_abs_diff']:.1e}" if p else f"{r['layout']}: not measured"
+        frames = r["frames"] if r["frames"] else "image"
+        rows.append(f"| `{name}` | {publisher} | {r['dataset']} | {frames} | {acc} | "
+                    f"{r['protocol']} | {r.get('labels') or '-'} | {par} |")
+    return "\n".join(rows)
+
+
 def main(argv=None):
     from keras_tin.weights import registry
 
@@ -218,7 +322,13 @@ def main(argv=None):
                         help="accept records without a published hash (MIT files)")
     parser.add_argument("--parity-size", type=int, default=112, help="parity clip size (px)")
     parser.add_argument("--no-parity", action="store_true", help="skip the PyTorch check")
+    parser.add_argument("--table", action="store_true",
+                        help="print the README's model table, measuring each architecture "
+                             "and layout's conversion parity on random weights")
     args = parser.parse_args(argv)
+    if args.table:
+        print(model_table(reference_parity(log=lambda m: print(m, file=sys.stderr))))
+        return 0
     names = list(args.names)
     if args.all:
         names = [n for n in registry.list_pretrained() if registry.get_record(n).get("url")]

@@ -19,6 +19,7 @@ from keras_tin.applications.temporal_resnet import _batch_norm
 from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
+from keras_tin.applications.video_model import resolve_normalization
 from keras_tin.applications.video_model import video_head
 
 # (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper.
@@ -102,7 +103,7 @@ def _inverted_residual(x, filters, strides, expansion, name, temporal, frames, i
 def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None,
                         input_tensor=None, input_shape=None, pooling=None, classes=400,
                         classifier_activation="softmax", dropout_rate=0.5, alpha=1.0,
-                        partial_bn=False, normalization="imagenet", implementation="auto",
+                        partial_bn=False, normalization="auto", implementation="auto",
                         fuse=True, name=None):
     """Builds a temporal MobileNetV2; TINMobileNetV2 / TSMMobileNetV2 / TSNMobileNetV2 fix
     `temporal`.
@@ -113,6 +114,7 @@ def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None
     Returns:
         A keras.Model on clips of shape (batch, frames, H, W, 3), RGB in [0, 255].
     """
+    normalization = resolve_normalization(normalization, weights)
     check_video_args(temporal, frames, include_top, pooling, classes, input_shape, normalization)
     if not isinstance(alpha, (int, float)) or alpha <= 0:
         raise ValueError(f"alpha must be a positive number. Received: alpha={alpha!r}")

@@ -30,6 +30,7 @@ from keras_tin import layers as tin_layers
 from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
+from keras_tin.applications.video_model import resolve_normalization
 from keras_tin.applications.video_model import video_head
 from keras_tin.layers.non_local import check_mode
 
@@ -160,7 +161,7 @@ def _non_local(x, frames, mode, name):
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
                    input_tensor=None, input_shape=None, pooling=None, classes=400,
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
-                   normalization="imagenet", implementation="auto", fuse=True,
+                   normalization="auto", implementation="auto", fuse=True,
                    base_filters=64, non_local=None, non_local_blocks=None, name=None):
     """Builds a temporal ResNet; the public constructors below fix temporal and depth.
 
@@ -180,7 +181,10 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         dropout_rate: dropout before the classifier.
         partial_bn: freeze every BatchNormalization but the first (TSN's partial BN).
         normalization: "imagenet" (mean/std on 0-255 RGB), "inception" (x/127.5 - 1), or
-            None when the caller normalises. The model then takes RGB in [0, 255].
+            None when the caller normalises. The model then takes RGB in [0, 255]. The
+            default "auto" is the manifest record's normalisation when `weights` names a
+            pretrained checkpoint (the mmaction2 v1.0 TIN files were trained with
+            x/127.5 - 1), else "imagenet".
         implementation: TIN interlace implementation ("auto", "portable", "custom_op").
         fuse: compute the temporal module through its delta into the first conv.
         base_filters: width of the stem and stage 1 (64 in the standard ResNets; the
@@ -198,6 +202,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     Returns:
         A keras.Model on clips of shape (batch, frames, H, W, 3).
     """
+    normalization = resolve_normalization(normalization, weights)
     check_video_args(temporal, frames, include_top, pooling, classes, input_shape, normalization)
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")

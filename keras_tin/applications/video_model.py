@@ -14,6 +14,19 @@ NORMALIZATIONS = {
 TEMPORAL_MODULES = ("tin", "tsm", "tsn")
 
 
+def resolve_normalization(normalization, weights):
+    """normalization="auto": the manifest record's input normalisation when `weights` names
+    a pretrained checkpoint (e.g. "inception" for the mmaction2 v1.0 TIN files, trained with
+    x/127.5 - 1), else "imagenet". Any other value is returned as given."""
+    if normalization != "auto":
+        return normalization
+    if isinstance(weights, str):
+        from keras_tin.weights import registry
+        if registry.is_pretrained_name(weights):
+            return registry.get_record(weights)["normalization"]
+    return "imagenet"
+
+
 def check_video_args(temporal, frames, include_top, pooling, classes, input_shape,
                      normalization):
     if temporal not in TEMPORAL_MODULES:

@@ -58,7 +58,10 @@ def _check_shift_placement(model, state_dict):
             f"loaded (the published TSM-ResNet-101 shifts every other block).")
 
 
-def _keras_variables(model):
+TIN_VARIABLES = ("offset_", "weight_conv")
+
+
+def keras_variables(model):
     """{(top-level layer name, variable name): variable}."""
     out = {}
     for layer in model.layers:
@@ -96,7 +99,7 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
                          f"model '{model.name}' is {kind.upper()}; build the matching model.")
     if temporal == "tsm":
         _check_shift_placement(model, state_dict)
-    variables = _keras_variables(model)
+    variables = keras_variables(model)
     has_head = any(layer == "fc" for layer, _ in variables)
     head_loaded = has_head and "fc.weight" in canonical
     if has_head and "fc.weight" in canonical:
@@ -134,7 +137,7 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
             continue
         if layer == "fc" and not head_loaded:
             continue
-        if temporal is None and var_name.startswith(("offset_", "weight_conv")):
+        if temporal is None and var_name.startswith(TIN_VARIABLES):
             temporal_missing.append(f"{layer}/{var_name}")
             continue
         if temporal is None and "_nl_" in layer:  # ImageNet backbone, as mmaction2 starts

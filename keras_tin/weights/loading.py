@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from keras_tin.weights import convert
+from keras_tin.weights import convert_mobilenet
 from keras_tin.weights import registry
 
 TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar")
@@ -173,16 +174,17 @@ def build_for_record(record, **kwargs):
     from keras_tin.applications.temporal_resnet import TemporalResNet
 
     arch = record["architecture"]
-    if arch in ("resnet50", "resnet101"):
-        temporal, depth = "tsn", int(arch[len("resnet"):])
-        kwargs.setdefault("frames", 1)
-    else:
-        temporal, depth = convert.parse_architecture(arch)
-        kwargs.setdefault("frames", record["frames"])
-    if record.get("non_local"):
-        kwargs.setdefault("non_local", record["non_local"])
     kwargs.setdefault("classes", record["classes"])
     kwargs.setdefault("normalization", record["normalization"])
+    kwargs.setdefault("frames", record["frames"] or 1)  # image backbones: one frame
+    if convert_mobilenet.parse_architecture(arch):
+        return convert_mobilenet.build_model(arch, **kwargs)
+    if arch in ("resnet50", "resnet101"):
+        temporal, depth = "tsn", int(arch[len("resnet"):])
+    else:
+        temporal, depth = convert.parse_architecture(arch)
+    if record.get("non_local"):
+        kwargs.setdefault("non_local", record["non_local"])
     return TemporalResNet(temporal, depth, **kwargs)
 
 
