@@ -141,3 +141,18 @@ def test_make_weights_target_runs_the_release_script():
     dry = subprocess.run(["make", "-n", "weights", "NAME=some_record"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
     assert "weights/release.py some_record" in dry
+
+
+def test_readme_model_table_lists_every_record():
+    """README's model table (made by `weights/release.py --table`) names every record once,
+    with the record's reported accuracy, and a parity measurement for each."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    table = readme.split("<!-- model-table -->")[1].split("<!-- /model-table -->")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    names = [row.split("`")[1] for row in rows]
+    assert sorted(names) == registry.list_pretrained()
+    for row, name in zip(rows, names):
+        record = registry.get_record(name)
+        assert f"| {record['top1']}" in row, name
+        assert "not measured" not in row and "e-0" in row.split("|")[-2], name
