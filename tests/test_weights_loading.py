@@ -278,3 +278,48 @@ def test_cli_convert_roundtrip(tmp_path, tin18_state):
     np.testing.assert_allclose(model.get_layer("fc").bias.numpy(),
                                tin18_state["cls_head.fc_cls.bias"].numpy())
     assert cli.main(["convert", src, str(tmp_path / "x.weights.h5"), "--arch", "tsm_resnet18"]) == 1
+
+
+def test_checkpoint_without_classifier_says_so(tmp_path, tin18_state, capsys):
+    """A backbone-only checkpoint into a model with a classifier: loaded, and announced."""
+    state = {k: v for k, v in tin18_state.items() if not k.startswith("cls_head.")}
+    model = tiny()
+    before = model.get_layer("fc").kernel.numpy().copy()
+    load_weights(model, save(state, tmp_path / "headless.pth"))
+    assert "checkpoint has no classifier" in capsys.readouterr().out
+    np.testing.assert_array_equal(model.get_layer("fc").kernel.numpy(), before)
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_keras_files_with_another_class_count_drop_the_head(tmp_path, suffix, capsys):
+    """README: a file with another class count loads everything but the classifier."""
+    source = tiny(classes=7)
+    path = str(tmp_path / f"source{suffix}")
+    (source.save_weights if suffix == ".weights.h5" else source.save)(path)
+    model = TemporalResNet("tin", 18, frames=8, input_shape=SHAPE, classes=3, weights=path,
+                           classifier_activation=None)
+    assert "7 classes but model" in capsys.readouterr().out
+    for layer in ("conv1", "layer4_1_bn2", "layer2_0_conv1"):
+        for a, b in zip(model.get_layer(layer).weights, source.get_layer(layer).weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # Same class count: an exact load.
+    same = TemporalResNet("tin", 18, frames=8, input_shape=SHAPE, classes=7, weights=path,
+                          classifier_activation=None)
+    np.testing.assert_array_equal(same.get_layer("fc").kernel.numpy(),
+                                  source.get_layer("fc").kernel.numpy())
+
+
+def test_registry_inputs_give_clear_errors(monkeypatch, tmp_path):
+    with pytest.raises(TypeError, match="weights=123 of type int"):
+        load_weights(tiny(), 123)
+    with pytest.raises(ValueError, match="is a directory"):
+        load_weights(tiny(), str(tmp_path))
+    _fake_record(monkeypatch, tmp_path, b"bytes", sha256="ab" * 32)
+    a_file = tmp_path / "not_a_dir"
+    a_file.write_bytes(b"")
+    with pytest.raises(ValueError, match="cache_dir must be a directory"):
+        registry.download("fake", cache_dir=str(a_file))
+    cache = tmp_path / "cache"
+    (cache / registry.CACHE_SUBDIR / "published.pth").mkdir(parents=True)
+    with pytest.raises(ValueError, match="cache entry .* is a directory"):
+        registry.download("fake", cache_dir=str(cache))

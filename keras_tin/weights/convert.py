@@ -70,6 +70,26 @@ def keras_variables(model):
     return out
 
 
+def load_head(model, variables, checkpoint_classes, verbose):
+    """Whether a checkpoint's classifier goes into the model's `fc`; says why not when not
+    (the model has none, the checkpoint has none, or the class counts differ)."""
+    model_fc = variables.get(("fc", "kernel"))
+    if model_fc is None:
+        if checkpoint_classes is not None:
+            _info("The model has no classifier: the checkpoint's head is not used.", verbose)
+        return False
+    if checkpoint_classes is None:
+        _info(f"The checkpoint has no classifier: the classifier (fc) of model '{model.name}' "
+              f"keeps its initialisation; the backbone is loaded.", verbose)
+        return False
+    if checkpoint_classes != model_fc.shape[-1]:
+        _info(f"Checkpoint head has {checkpoint_classes} classes but the model has "
+              f"{model_fc.shape[-1]}: the classifier (fc) keeps its initialisation; the "
+              f"backbone is loaded.", verbose)
+        return False
+    return True
+
+
 def _info(message, verbose):
     if verbose:
         print(message)
@@ -100,18 +120,8 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     if temporal == "tsm":
         _check_shift_placement(model, state_dict)
     variables = keras_variables(model)
-    has_head = any(layer == "fc" for layer, _ in variables)
-    head_loaded = has_head and "fc.weight" in canonical
-    if has_head and "fc.weight" in canonical:
-        ckpt_classes = canonical["fc.weight"].shape[0]
-        model_classes = variables[("fc", "kernel")].shape[-1]
-        if ckpt_classes != model_classes:
-            head_loaded = False
-            _info(f"Checkpoint head has {ckpt_classes} classes but the model has "
-                  f"{model_classes}: the classifier (fc) keeps its initialisation; the "
-                  f"backbone is loaded.", verbose)
-    elif not has_head and "fc.weight" in canonical:
-        _info("The model has no classifier: the checkpoint's head is not used.", verbose)
+    fc = canonical.get("fc.weight")
+    head_loaded = load_head(model, variables, None if fc is None else fc.shape[0], verbose)
 
     assignments, unexpected, mismatched = {}, [], []
     for key, value in canonical.items():

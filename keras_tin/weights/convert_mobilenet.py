@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from keras_tin.weights import convert
 from keras_tin.weights import layouts_mobilenet
 
 ARCH_PATTERN = re.compile(r"^(tin|tsm|tsn)_mobilenetv2$")
@@ -55,17 +56,6 @@ def _shifted_in_model(model):
     return out
 
 
-def _variables(model):
-    """{(top-level layer name, variable name): variable}."""
-    return {(layer.name, variable.path.split("/")[-1]): variable
-            for layer in model.layers for variable in layer.weights}
-
-
-def _info(message, verbose):
-    if verbose:
-        print(message)
-
-
 def assign_state_dict(model, state_dict, layout=None, verbose=True):
     """Copies a MobileNetV2 PyTorch state dict (name -> NumPy array) into a keras_tin
     TemporalMobileNetV2; see the module docstring. Returns a dict: layout, temporal (of the
@@ -97,19 +87,10 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
                 f"model: {sorted(in_model - set(shifted))} (keras_tin block numbers). "
                 f"Nothing was loaded.")
 
-    variables = _variables(model)
-    has_head = ("fc", "kernel") in variables
-    head_loaded = has_head and "fc:weight" in canonical
-    if head_loaded:
-        ckpt_classes = canonical["fc:weight"].shape[0]
-        model_classes = variables[("fc", "kernel")].shape[-1]
-        if ckpt_classes != model_classes:
-            head_loaded = False
-            _info(f"Checkpoint head has {ckpt_classes} classes but the model has "
-                  f"{model_classes}: the classifier (fc) keeps its initialisation; the "
-                  f"backbone is loaded.", verbose)
-    elif not has_head and "fc:weight" in canonical:
-        _info("The model has no classifier: the checkpoint's head is not used.", verbose)
+    variables = convert.keras_variables(model)
+    fc = canonical.get("fc:weight")
+    head_loaded = convert.load_head(model, variables, None if fc is None else fc.shape[0],
+                                    verbose)
 
     assignments, unexpected, mismatched = {}, [], []
     for name, value in canonical.items():
@@ -148,6 +129,6 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     for target, array in assignments.items():
         variables[target].assign(array.astype(variables[target].dtype))
     if temporal_missing:
-        _info(f"Backbone-only checkpoint: {len(temporal_missing)} temporal-module variables "
+        convert._info(f"Backbone-only checkpoint: {len(temporal_missing)} temporal-module variables "
               f"keep their initialisation.", verbose)
     return {"layout": layout, "temporal": temporal, "head_loaded": head_loaded}

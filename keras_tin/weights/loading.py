@@ -92,7 +92,13 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
         convert.load_torch_checkpoint(model, path, layout=record["layout"], use_torch=use_torch,
                                       verbose=verbose)
         return model
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"weights must be None, a pretrained name or a file path. Received: "
+                        f"weights={weights!r} of type {type(weights).__name__}.")
     path = os.fspath(weights)
+    if os.path.isdir(path):
+        raise ValueError(f"weights={weights!r} is a directory; expected a .weights.h5, .keras, "
+                         f".pth or .pt file (a SavedModel folder cannot be loaded as weights).")
     if not os.path.exists(path):
         raise ValueError(
             "weights must be None, a pretrained name, or an existing .weights.h5 / .keras / "
@@ -105,7 +111,7 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
         source = keras.saving.load_model(path, compile=False)
         transfer_weights(source, model, verbose=verbose)
     elif path.endswith(".h5"):
-        model.load_weights(path)
+        _load_weights_file(model, path, verbose)
     else:
         raise ValueError(f"Unsupported weights file {path!r}: expected .weights.h5, .keras, "
                          f".pth or .pt.")
@@ -124,6 +130,9 @@ def transfer_weights(source, model, verbose=True):
     head_out = {k for k in want if k[0] == "fc"}
     drop_head = not head_in or not head_out or any(
         tuple(have[k].shape) != tuple(want[k].shape) for k in head_in & head_out)
+    if head_out and not head_in:
+        _info(f"'{source.name}' has no classifier: the classifier (fc) of model "
+              f"'{model.name}' keeps its initialisation.", verbose)
     if drop_head and head_in and head_out:
         _info(f"'{source.name}' has {have[('fc', 'kernel')].shape[-1]} classes but model "
               f"'{model.name}' has {want[('fc', 'kernel')].shape[-1]}: the classifier (fc) "
@@ -160,6 +169,40 @@ def transfer_weights(source, model, verbose=True):
         _info(f"'{source.name}' has no temporal modules: {len(temporal_left)} TIN variables "
               f"keep their initialisation.", verbose)
     return model
+
+
+def _saved_head_classes(path):
+    """The class count of the single Dense layer saved in a Keras .weights.h5, or None.
+    (Keras files name layers by class, e.g. layers/dense/vars/0, not by layer name.)"""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        group = f.get("layers")
+        kernels = [group[name]["vars"]["0"].shape for name in group
+                   if name == "dense" or name.startswith("dense_")] if group else []
+    return kernels[0][-1] if len(kernels) == 1 and len(kernels[0]) == 2 else None
+
+
+def _load_weights_file(model, path, verbose):
+    """model.load_weights, except that a file of the same network with another class count
+    loads everything but the head (with a message) instead of failing on the fc shape."""
+    import keras
+
+    classes = _saved_head_classes(path)
+    has_fc = any(layer.name == "fc" for layer in model.layers)
+    if not has_fc or classes is None or classes == model.get_layer("fc").units:
+        try:
+            model.load_weights(path)
+        except ValueError as error:
+            raise ValueError(f"Cannot load {path} into model '{model.name}': {error}") from error
+        return
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["config"].get("name") == "fc":
+            layer["config"]["units"] = int(classes)
+    source = keras.Model.from_config(config)
+    source.load_weights(path)
+    transfer_weights(source, model, verbose=verbose)
 
 
 def _info(message, verbose):

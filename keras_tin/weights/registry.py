@@ -97,8 +97,14 @@ def download(name, cache_dir=None, allow_unverified=False, converted=False):
             f"and pass the local file as weights=<path>.")
     fname = url.rstrip("/").split("/")[-1]
     if cache_dir is not None:
+        if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+            raise ValueError(f"cache_dir must be a directory; {cache_dir!r} is a file.")
         # get_file falls back to /tmp/.keras when cache_dir does not exist yet.
         os.makedirs(cache_dir, exist_ok=True)
+    cached = _cache_path(cache_dir, fname)
+    if os.path.isdir(cached):
+        raise ValueError(f"'{name}': the cache entry {cached} is a directory, not the "
+                         f"downloaded file; remove it and try again.")
     try:
         path = keras.utils.get_file(fname, origin=url, file_hash=sha256,
                                     hash_algorithm="sha256", cache_subdir=CACHE_SUBDIR,
