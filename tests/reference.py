@@ -1,4 +1,4 @@
-"""Independent NumPy oracles of the temporal modules in TIN_SPEC.md.
+"""Independent NumPy oracles of the temporal modules in docs/TIN_SPEC.md.
 
 Written with explicit loops over clips, groups and frames, the way the spec
 reads, so they share no code or vectorisation trick with keras_tin.
@@ -42,7 +42,7 @@ def tin_offsets_weights(x, frames, params, shift_div=4):
 
 
 def interlace_np(x, frames, offsets, weights, shift_div=4):
-    """The fractional zero-filled shift + weighting of TIN_SPEC.md.
+    """The fractional zero-filled shift + weighting of docs/TIN_SPEC.md.
 
     x (N*T, H, W, C); offsets (N, 4); weights (N, T, 4).
     """

@@ -26,7 +26,7 @@ def test_trainable_parameter_counts(constructor, classes, expected):
 
 
 def test_tin_extra_parameters_formula():
-    """9F + T^2 + 3T + 5 per block: 31,008 in total for T = 8 (TIN_SPEC.md)."""
+    """9F + T^2 + 3T + 5 per block: 31,008 in total for T = 8 (docs/TIN_SPEC.md)."""
     tin = applications.TINResNet50(frames=8)
     tins = [l for l in tin._flatten_layers() if isinstance(l, layers.TemporalInterlace)]
     assert len(tins) == 16

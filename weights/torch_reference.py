@@ -1,4 +1,4 @@
-"""An independent PyTorch reference of TIN / TSM / TSN ResNets, written from TIN_SPEC.md,
+"""An independent PyTorch reference of TIN / TSM / TSN ResNets, written from docs/TIN_SPEC.md,
 with optional non-local blocks as mmaction2's non-local TSM wraps them (NL3DWrapper).
 
 Module names reproduce the OpenMMLab (mmaction2) state-dict keys, so a state dict of
@@ -49,7 +49,7 @@ class WeightNet(nn.Module):
 
 
 class Interlace(nn.Module):
-    """TIN_SPEC.md: descriptor -> offsets/weights -> tent-kernel shift -> weighting."""
+    """docs/TIN_SPEC.md: descriptor -> offsets/weights -> tent-kernel shift -> weighting."""
 
     def __init__(self, channels, frames, shift_div=4):
         super().__init__()

@@ -1,4 +1,4 @@
-"""TemporalInterlace: the TIN module of TIN_SPEC.md as a Keras layer."""
+"""TemporalInterlace: the TIN module of docs/TIN_SPEC.md as a Keras layer."""
 
 import keras
 from keras import ops

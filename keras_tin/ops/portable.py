@@ -7,7 +7,7 @@ The fractional, zero-filled temporal shift of each channel group is written as a
     k = floor(b[n, g]),  a = b[n, g] - k.
 
 Using floor/indicator masks rather than the tent max(0, 1 - |t - s - b|) keeps
-the offset gradient equal to TIN_SPEC.md's (X[t-k-1] - X[t-k]) also at integer
+the offset gradient equal to docs/TIN_SPEC.md's (X[t-k-1] - X[t-k]) also at integer
 offsets, where the tent's autodiff gradient would be zero. Everything here is
 keras.ops, so it runs under XLA, on the TF, JAX and PyTorch backends, and lowers to
 TFLite builtins (matmul, transpose, reshape, elementwise).

@@ -10,10 +10,10 @@ Every layout is first rewritten to one canonical, torchvision-like naming:
     fc.{weight,bias}
 
 and the canonical names are then mapped to Keras variables with the layout
-conversions of TIN_SPEC.md (Conv2d [out,in,kh,kw] -> [kh,kw,in,out], Conv1d
+conversions of docs/TIN_SPEC.md (Conv2d [out,in,kh,kw] -> [kh,kw,in,out], Conv1d
 [out,in,k] -> [k,in,out], Linear [out,in] -> [in,out]).
 
-Layouts (TIN_SPEC.md, "Released checkpoints"):
+Layouts (docs/TIN_SPEC.md, "Released checkpoints"):
 - "openmmlab": mmaction2 recognizers: backbone.* (ConvModule conv/bn pairs; TSM wraps the
   first conv as conv1.conv.net, TIN as conv1.conv.net1 (offset_net/weight_net) + net2),
   cls_head.fc_cls.*. Non-local TSM (ResNetTSM non_local, NL3DWrapper) moves a wrapped
