@@ -344,7 +344,9 @@ def main(argv=None):
             release(name, args.out, args.source, args.allow_unverified, args.parity_size,
                     not args.no_parity)
         except (ValueError, ConnectionError, RuntimeError, OSError) as e:
-            print(f"[{name}] FAILED: {e}")
+            hint = (" Or pass a local copy of the publisher's file: --source PATH."
+                    if isinstance(e, ConnectionError) else "")
+            print(f"[{name}] FAILED: {e}{hint}")
             failed.append(name)
     print(f"{len(names) - len(failed)} released, {len(failed)} failed"
           + (f": {failed}" if failed else ""))
