@@ -4,7 +4,12 @@ with `add_arguments(parser)` and `run(args) -> int`; imports stay lazy so
 
 import argparse
 import importlib
+import os
 import sys
+
+# What a user can cause and fix: one line, not a traceback (KERAS_TIN_DEBUG=1 shows it).
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+               PermissionError, ConnectionError)
 
 COMMANDS = {
     "demo": "Train TIN, TSM and TSN on synthetic motion clips and compare them.",
@@ -39,7 +44,13 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    return _module(args.command).run(args) or 0
+    try:
+        return _module(args.command).run(args) or 0
+    except USER_ERRORS as error:
+        if os.environ.get("KERAS_TIN_DEBUG") == "1":
+            raise
+        print(f"keras-tin {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

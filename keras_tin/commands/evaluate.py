@@ -5,7 +5,9 @@ import json
 
 def add_arguments(parser):
     parser.add_argument("--model", required=True,
-                        help="a .keras model (e.g. runs/x/best.keras) or a pretrained name")
+                        help="a .keras model (e.g. runs/x/best.keras), a run checkpoint "
+                             "(runs/x/checkpoints/epoch_NNN.weights.h5), an exported .tflite "
+                             "file or SavedModel folder, or a pretrained name")
     parser.add_argument("--dataset", required=True, help="dataset name (see keras_tin.data)")
     parser.add_argument("--root", required=True, help="dataset folder")
     parser.add_argument("--split", default="val", help="train, val or test (default val)")
@@ -22,30 +24,13 @@ def add_arguments(parser):
                         help="write metrics.json, scores.npz and confusion_matrix.png here")
 
 
-def load_model(spec):
-    """A .keras file, or a pretrained name built and loaded by keras_tin.weights."""
-    import os
-
-    import keras
-
-    import keras_tin.applications  # noqa: F401  (registers the layers for deserialization)
-
-    if spec.endswith(".keras"):
-        if not os.path.isfile(spec):
-            raise FileNotFoundError(f"Model file not found. Received: --model {spec!r}. Pass the "
-                                    "best.keras/model.keras that `keras-tin train` wrote.")
-        return keras.saving.load_model(spec, compile=False)
-    from keras_tin.weights.loading import pretrained
-
-    return pretrained(spec)
-
-
 def run(args):
     from keras_tin.training import checks
     from keras_tin.training.evaluation import evaluate_model
     from keras_tin.training.evaluation import format_metrics
+    from keras_tin.training.model_files import open_model
 
-    model = load_model(args.model)
+    model = open_model(args.model)
     if args.frames is not None:
         checks.check_frames(model, args.frames, "--frames")
     metrics = evaluate_model(model, args.dataset, args.root, args.split, args.num_clips,

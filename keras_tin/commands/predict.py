@@ -5,7 +5,9 @@ import json
 
 def add_arguments(parser):
     parser.add_argument("videos", nargs="+", help="video files or frame folders")
-    parser.add_argument("--model", required=True, help="a .keras model or a pretrained name")
+    parser.add_argument("--model", required=True,
+                        help="a .keras model, a run checkpoint (epoch_NNN.weights.h5), an "
+                             "exported .tflite file or SavedModel folder, or a pretrained name")
     parser.add_argument("--labels", default=None,
                         help="class names file (one per line), or 'ucf101'/'hmdb51' (default: "
                              "labels.txt beside the model, or the pretrained weights' labels)")
@@ -17,15 +19,17 @@ def add_arguments(parser):
 
 
 def run(args):
-    from keras_tin.commands.evaluate import load_model
+    from keras_tin.training.model_files import labels_file_for
+    from keras_tin.training.model_files import open_model
     from keras_tin.training.prediction import find_labels
     from keras_tin.training.prediction import format_predictions
     from keras_tin.training.prediction import predict_files
+    from keras_tin.weights import registry
 
-    model = load_model(args.model)
-    is_file = args.model.endswith(".keras")
-    names = find_labels(args.model if is_file else None, args.labels, model.output_shape[-1],
-                        pretrained=None if is_file else args.model)
+    model = open_model(args.model)
+    pretrained = args.model if registry.is_pretrained_name(args.model) else None
+    labels = args.labels or (None if pretrained else labels_file_for(args.model))
+    names = find_labels(None, labels, model.output_shape[-1], pretrained=pretrained)
     results = predict_files(model, args.videos, args.top_k, names, args.num_clips,
                             args.num_crops, args.decoder)
     print(json.dumps(results, indent=2) if args.json else format_predictions(results))

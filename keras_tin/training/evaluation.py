@@ -19,7 +19,11 @@ from keras_tin.training import checks
 
 
 def topk_accuracy(scores, labels, k):
-    k = min(k, scores.shape[1])
+    """Top-k accuracy. k must be below the class count: with k >= classes every video
+    counts as correct, so callers report top-5 only for more than 5 classes."""
+    if k >= scores.shape[1] and k > 1:
+        raise ValueError(f"top-{k} accuracy is meaningless with {scores.shape[1]} classes "
+                         f"(always 1.0).")
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
@@ -62,6 +66,11 @@ def plot_confusion(matrix, classes, path, title="Confusion matrix"):
     fig, ax = plt.subplots(figsize=(side, side))
     rows = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)  # recall per true class
     ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:  # the counts, readable up to ~30 classes
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if rows[i, j] > 0.5 else "black")
     if n <= 60:
         ax.set_xticks(range(n), [str(c) for c in classes], rotation=90, fontsize=7)
         ax.set_yticks(range(n), [str(c) for c in classes], fontsize=7)
@@ -80,6 +89,9 @@ def _views(model, dataset, num_videos, batch_size, views, desc, verbose):
     for clips, labels in dataset:
         yield clips, labels
         bar.update(int(clips.shape[0]) // views)
+    if bar.n < num_videos:  # skipped videos (see the skip report) still count as done
+        bar.set_postfix_str(f"{num_videos - bar.n} skipped")
+        bar.update(num_videos - bar.n)
     bar.close()
 
 
@@ -135,7 +147,8 @@ def evaluate_model(model, dataset, root, split="val", num_clips=1, num_crops=1, 
     else:
         labels = labels.astype(np.int64)
         metrics["top1"] = topk_accuracy(scores, labels, 1)
-        metrics["top5"] = topk_accuracy(scores, labels, 5)
+        if info.num_classes > 5:  # with 5 or fewer classes top-5 is always 1.0
+            metrics["top5"] = topk_accuracy(scores, labels, 5)
         metrics["mean_class_accuracy"] = mean_class_accuracy(scores, labels, info.num_classes)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
