@@ -22,7 +22,8 @@ def folder(tmp_path):
 
 
 def _load(root, **kwargs):
-    args = dict(frames=4, batch_size=2, image_size=32)
+    # val_fraction=0: every split reads all 6 videos of the flat folder
+    args = dict(frames=4, batch_size=2, image_size=32, val_fraction=0)
     args.update(kwargs)
     return kd.load_dataset("folder", root, **args)
 
@@ -66,7 +67,7 @@ def test_frames_are_segment_centres_in_testing(tmp_path):
     root = tmp_path / "d"
     dv.write_video(root / "x" / "v", 16, "mjpeg")
     x, _ = _all(kd.load_dataset("folder", str(root), split="test", frames=4, batch_size=1,
-                                image_size=32))
+                                image_size=32, val_fraction=0))
     assert [dv.index_of(f) for f in x[0].astype(np.uint8)] == [2, 6, 10, 14]
 
 
@@ -93,7 +94,8 @@ def test_bad_files_are_skipped_counted_and_reported(tmp_path):
     os.makedirs(root / "b" / "no_frames")  # a frame folder with no frame
     report = tmp_path / "report.json"
     ds, info = kd.load_dataset("folder", str(root), split="train", frames=4, batch_size=2,
-                               image_size=32, report_path=str(report), with_info=True, seed=0)
+                               image_size=32, report_path=str(report), with_info=True, seed=0,
+                               val_fraction=0)
     x, y = _all(ds)
     assert x.shape[0] == 4 and y.tolist() == [0, 0, 0, 0]  # 4 usable: one epoch survives
     assert info.errors.counts() == {err.UNREADABLE: 2, err.ZERO_FRAMES: 2}
@@ -112,7 +114,7 @@ def test_fail_fast_names_the_file(tmp_path):
     dv.write_video(root / "a" / "ok", 12, "mjpeg")
     (root / "a" / "broken.mp4").write_bytes(b"\x00" * 2000)
     ds = kd.load_dataset("folder", str(root), split="test", frames=4, batch_size=2, image_size=32,
-                         on_error="raise")
+                         on_error="raise", val_fraction=0)
     with pytest.raises(Exception, match="broken.mp4"):
         _all(ds)
     with pytest.raises(err.DataError, match="missing_file"):  # listing stage fails fast too
@@ -173,4 +175,4 @@ def test_flip_defaults_per_dataset(tmp_path):
     (root / "jester-v1-train.csv").write_text("1;Swiping Left\n")
     dv.write_frames(root / "20bn-jester-v1" / "1", 8)
     assert kd.list_samples("jester", str(root)).flip is False
-    assert kd.list_samples("folder", str(tmp_path)).flip is True
+    assert kd.list_samples("folder", str(tmp_path)).flip is False  # own classes: "wave left"

@@ -9,6 +9,13 @@ never converting the others to RGB) and "pyav" (optional, imported lazily).
 When a container's metadata lies about its frame count, decoding stops where
 the frames really end, the indices are drawn again from the real count, the
 real count is remembered for the rest of the run and a note is recorded.
+
+Only regular files are opened as videos: a FIFO, device or folder where a video
+is expected is a `DataError` (``not_a_file``) before anything opens it (opening a
+FIFO would wait forever for a writer). File names that are not valid UTF-8
+(``os.listdir`` returns them with surrogate escapes) reach OpenCV as bytes, or
+through ``/proc/self/fd`` where an older OpenCV takes only str; a str with
+surrogates would crash OpenCV's Python binding.
 """
 
 import os
@@ -19,6 +26,8 @@ import numpy as np
 
 from keras_tin.data import errors as err
 from keras_tin.data import frame_folders
+from keras_tin.data.files import check_regular_file
+from keras_tin.data.files import is_utf8
 
 BACKENDS = ("opencv", "pyav")
 KINDS = ("video", "frames")
@@ -50,13 +59,13 @@ def read_frames(path, kind, choose, backend="opencv", seek=True, log=None):
         return frame_folders.read_frames(path, choose)
     if kind != "video":
         raise ValueError(f"kind must be one of {KINDS}. Received: kind={kind!r}")
-    if not os.path.exists(path):
-        raise err.DataError(path, err.MISSING_FILE)
+    check_regular_file(path)
     reader = _backend(backend)
     with _known_lock:
         count = _known_counts.get(path)
-    metadata = reader.metadata_count(path)
+    metadata = None  # the real count, once learned, saves opening the file twice per read
     if count is None:
+        metadata = reader.metadata_count(path)
         count = metadata if metadata > 0 else reader.exact_count(path)
     if count <= 0:
         raise err.DataError(path, err.ZERO_FRAMES, "no decodable frame")
@@ -67,11 +76,14 @@ def read_frames(path, kind, choose, backend="opencv", seek=True, log=None):
         if end is None:
             return [got[i] for i in indices], count
         if end == 0:
-            raise err.DataError(path, err.ZERO_FRAMES,
-                                f"no decodable frame (container metadata says {metadata})")
+            said = f"container metadata says {metadata}" if metadata is not None else \
+                f"an earlier read decoded {count}"
+            raise err.DataError(path, err.ZERO_FRAMES, f"no decodable frame ({said})")
         # the frames end earlier than the metadata said: redraw from the real count
         if log is not None:
-            log.note(path, err.FRAME_COUNT_MISMATCH, f"metadata says {metadata}, decoded {end}")
+            said = f"metadata says {metadata}" if metadata is not None else \
+                f"an earlier read decoded {count}"
+            log.note(path, err.FRAME_COUNT_MISMATCH, f"{said}, decoded {end}")
         count = end
         with _known_lock:
             _known_counts[path] = count
@@ -83,8 +95,27 @@ def count_frames(path, kind="video", backend="opencv", exact=False):
     path = os.fspath(path)
     if kind == "frames":
         return frame_folders.count_frames(path)
+    check_regular_file(path)
     reader = _backend(backend)
     return reader.exact_count(path) if exact else reader.metadata_count(path)
+
+
+def _capture(path):
+    """``cv2.VideoCapture`` on ``path``, also for names that are not valid UTF-8."""
+    if is_utf8(path):
+        return cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    try:  # recent OpenCV takes the raw bytes of the name
+        return cv2.VideoCapture(os.fsencode(path), cv2.CAP_FFMPEG)
+    except TypeError:
+        pass
+    if os.path.isdir("/proc/self/fd"):  # Linux: FFmpeg reopens the file through our descriptor
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return cv2.VideoCapture(f"/proc/self/fd/{fd}", cv2.CAP_FFMPEG)
+        finally:
+            os.close(fd)
+    raise err.DataError(path, err.UNREADABLE, "the name is not valid UTF-8 and this OpenCV "
+                        "cannot open such names: rename the file or use backend='pyav'")
 
 
 def _backend(name):
@@ -107,7 +138,7 @@ class _OpenCV:
 
     @staticmethod
     def _open(path):
-        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        cap = _capture(path)
         if not cap.isOpened():
             cap.release()
             raise err.DataError(path, err.UNREADABLE, "OpenCV cannot open it")

@@ -11,6 +11,8 @@ import warnings
 
 import numpy as np
 
+from keras_tin.data import errors as err
+
 
 @dataclasses.dataclass
 class ViewScores:
@@ -68,6 +70,10 @@ def average_views(model, dataset, views=None, activation=None, steps=None):
 
     Returns:
       `ViewScores` with ``scores (videos, K)`` and ``labels``.
+
+    Raises:
+      DataError: a dataset built with ``on_error="raise"`` met a bad file (not the
+        TensorFlow error that carried it out of the pipeline).
     """
     if views is None:
         views = getattr(dataset, "views", None)
@@ -78,16 +84,17 @@ def average_views(model, dataset, views=None, activation=None, steps=None):
     views = int(views)
     predict = getattr(model, "predict_on_batch", model)
     scores, labels = [], []
-    for step, (clips, y) in enumerate(dataset):
-        if steps is not None and step >= steps:
-            break
-        out = _activate(np.asarray(predict(clips), np.float64), activation)
-        if out.shape[0] % views:
-            raise ValueError(f"a batch of {out.shape[0]} rows does not hold whole videos of "
-                             f"{views} views. Received: views={views}")
-        scores.append(out.reshape(-1, views, out.shape[-1]).mean(axis=1))
-        y = np.asarray(y)
-        labels.append(y[::views])
+    with err.raising_data_errors():
+        for step, (clips, y) in enumerate(dataset):
+            if steps is not None and step >= steps:
+                break
+            out = _activate(np.asarray(predict(clips), np.float64), activation)
+            if out.shape[0] % views:
+                raise ValueError(f"a batch of {out.shape[0]} rows does not hold whole videos of "
+                                 f"{views} views. Received: views={views}")
+            scores.append(out.reshape(-1, views, out.shape[-1]).mean(axis=1))
+            y = np.asarray(y)
+            labels.append(y[::views])
     if not scores:
         raise ValueError("the dataset yielded no batch")
     return ViewScores(np.concatenate(scores), np.concatenate(labels))

@@ -3,7 +3,9 @@
 A folder holds one image per frame (``00001.jpg``, ``00002.jpg``, ... or any
 names that sort in frame order). Only the images a clip needs are read. The
 sorted listing is cached per folder, compactly when names follow a numbered
-pattern, so later epochs skip the directory scan.
+pattern, so later epochs skip the directory scan. A frame that is not a regular
+file (a FIFO would block the reader) makes the folder unreadable without being
+opened; frame names that are not valid UTF-8 are read through Python.
 """
 
 import os
@@ -14,6 +16,8 @@ import cv2
 import numpy as np
 
 from keras_tin.data import errors as err
+from keras_tin.data.files import is_utf8
+from keras_tin.data.files import path_problem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z]+)$")
@@ -77,9 +81,21 @@ def read_frames(folder, choose):
     indices = np.asarray(choose(len(listing)), np.int64).ravel()
     decoded = {}
     for i in np.unique(indices):
-        path = os.path.join(folder, listing[int(i)])
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        name = listing[int(i)]
+        image = _imread(folder, name)
         if image is None:
-            raise err.DataError(folder, err.UNREADABLE, f"cannot decode frame {listing[int(i)]}")
+            raise err.DataError(folder, err.UNREADABLE,
+                                f"cannot decode frame {err.display_path(name)}")
         decoded[int(i)] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return [decoded[int(i)] for i in indices], len(listing)
+
+
+def _imread(folder, name):
+    path = os.path.join(folder, name)
+    problem = path_problem(path)
+    if problem is not None:
+        raise err.DataError(folder, err.UNREADABLE, f"frame {err.display_path(name)}: {problem}")
+    if is_utf8(path):
+        return cv2.imread(path, cv2.IMREAD_COLOR)
+    # cv2.imread would crash on a str with surrogate escapes: read the bytes ourselves
+    return cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)

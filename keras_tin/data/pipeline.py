@@ -59,6 +59,10 @@ class ClipLoader:
     def load(self, index, seed=0):
         """``(views uint8 (V, T, S, S, 3), ok)``; views are clip-major, crops inner."""
         sample = self.samples[int(index)]
+        if self.log.was_skipped(sample.path):
+            # found bad in an earlier epoch: not opened again, so neither our warning nor the
+            # decoder's native messages repeat; the report already counts it
+            return self._empty(), False
         rng = np.random.default_rng(np.uint64(np.int64(seed).view(np.uint64)))
         try:
             frames, count = decoding.read_frames(sample.path, sample.kind, self.choose(rng),
@@ -78,10 +82,14 @@ class ClipLoader:
             return np.concatenate(views), True
         except err.DataError as e:
             self.log.skip(e, stage="decoding")
-        except (cv2_error(), ValueError, IndexError, MemoryError) as e:  # a codec surprise is still a bad file
+        # a codec surprise, or a file that vanished or lost its permissions, is still a bad file
+        except (cv2_error(), ValueError, IndexError, MemoryError, OSError) as e:
             self.log.skip(err.DataError(sample.path, err.UNREADABLE, f"{type(e).__name__}: {e}"),
                           stage="decoding")
-        return np.zeros((self.views, self.frames, self.size, self.size, 3), np.uint8), False
+        return self._empty(), False
+
+    def _empty(self):
+        return np.zeros((self.views, self.frames, self.size, self.size, 3), np.uint8)
 
 
 def cv2_error():
@@ -182,7 +190,10 @@ def load_dataset(name, root, split="train", frames=8, training=None, batch_size=
     Args:
       name: "something-v1", "something-v2", "jester", "kinetics400", "kinetics600",
         "ucf101", "hmdb51", "mmit" or "folder" (``root/[split/]class/video``).
-        The layouts each expects are in ``keras_tin/data/adapters/<name>.py``.
+        The layouts each expects are in ``keras_tin/data/adapters/<name>.py``. A flat
+        "folder" (``root/class/video``, no split folders) is split per class by a fixed
+        hash of the file names: ``val_fraction`` (0.2) of each class's videos for "val"
+        and "test", the rest for "train", never one video in both (a log line says so).
       root: the dataset folder.
       split: "train", "val" (or "validation") or "test".
       frames: T, frames per clip.
@@ -195,8 +206,10 @@ def load_dataset(name, root, split="train", frames=8, training=None, batch_size=
       num_clips, num_crops: test views per video: N temporal clips x 1 or 3 crops.
         With V = num_clips * num_crops > 1 a batch holds ``batch_size * V`` rows,
         each video's V views adjacent; `keras_tin.data.average_views` averages them.
-      flip: random horizontal flip in training; default False for Something-Something
-        and Jester (left/right is the label), True otherwise.
+      flip: random horizontal flip in training; default False for Something-Something,
+        Jester (left/right is the label) and "folder" (your classes may be "wave left"
+        and "wave right": pass ``flip=True`` when mirrored videos keep their label), True
+        for Kinetics, UCF101, HMDB51 and Multi-Moments in Time.
       shuffle: shuffle videos each epoch; default ``training``.
       cache: cache decoded clips in memory (True) or in a file (a path). Cached
         training clips keep their first epoch's sampling and augmentation.
@@ -204,8 +217,15 @@ def load_dataset(name, root, split="train", frames=8, training=None, batch_size=
       deterministic: keep element order fixed (with ``seed``: identical runs). Default
         False in training (faster), True otherwise: evaluation batches then follow
         ``info.samples`` order (less skipped videos).
-      on_error: "skip" (drop bad videos, count them, log a warning, optional
+      on_error: "skip" (drop bad videos, count them, log one warning per file, optional
         ``report_path`` JSON report) or "raise" (fail on the first, naming the file).
+        Skipped: missing files, unknown labels, FIFOs/devices/folders where a video file
+        is expected (never opened), unreadable, corrupt or zero-frame videos and frame
+        folders. A file skipped while decoding is not opened again in later epochs.
+        Under "raise", iterating the dataset raises ``tf.errors.InvalidArgumentError``
+        whose message holds ``DataError``'s text (reason and file); wrap the loop in
+        ``keras_tin.data.raising_data_errors()`` to get the `DataError` itself
+        (`average_views` does this).
       normalization: None (float32 RGB in [0, 255], what keras_tin models expect: they
         normalise inside) or "imagenet" / "inception" for models that do not.
       backend: "opencv" (default) or "pyav" (needs ``pip install av``).
@@ -213,15 +233,17 @@ def load_dataset(name, root, split="train", frames=8, training=None, batch_size=
       with_info: also return the `DatasetInfo` (class names, samples, error log).
       **kwargs: ``resize_short`` (256), ``scales`` ((1, .875, .75, .66)), ``dense_stride``,
         ``drop_remainder`` (default ``training``), ``num_parallel_calls``, ``seek`` (True),
-        ``check_files`` (True).
+        ``check_files`` (True), ``val_fraction`` (flat "folder" layout only, 0.2; 0 reads
+        every video in every split).
 
     Returns:
       ``dataset`` yielding ``(clips float32 (B*V, T, S, S, 3), labels)``, labels int32
       ``(B*V,)`` (float32 multi-hot ``(B*V, K)`` for "mmit"); or ``(dataset, info)``.
     """
     check_files = kwargs.pop("check_files", True)
+    val_fraction = kwargs.pop("val_fraction", None)
     info = list_samples(name, root, split, fold=fold, on_error=on_error, report_path=report_path,
-                        check_files=check_files)
+                        check_files=check_files, val_fraction=val_fraction)
     if info.errors.num_skipped:
         logger.warning("%s %s: %s", name, split, info.errors.summary())
     ds = build_dataset(info, frames=frames, training=training, batch_size=batch_size,

@@ -75,6 +75,7 @@ def predict_files(model, paths, top_k=5, class_names=None, num_clips=1, num_crop
     """
     from keras_tin.data import ErrorLog
     from keras_tin.data import Sample
+    from keras_tin.data.files import path_problem
     from keras_tin.data.pipeline import ClipLoader
     from keras_tin.training.trainer import resize_short_for
 
@@ -87,8 +88,10 @@ def predict_files(model, paths, top_k=5, class_names=None, num_clips=1, num_crop
     results = []
     for i in tqdm(range(len(samples)), desc="predicting", unit="video", disable=not verbose):
         path = samples[i].path
-        if not os.path.exists(path):
-            results.append({"path": path, "error": "no such file"})
+        # only regular files and frame folders are read: a FIFO would block the decoder forever
+        problem = path_problem(path, folders=True)
+        if problem is not None:
+            results.append({"path": path, "error": problem})
             continue
         views, ok = loader.load(i, seed=0)
         if not ok:

@@ -27,12 +27,13 @@ ADAPTERS = {
     "mmit": list_mmit,
     "folder": list_folder,
 }
-# flipping left-right changes the label (e.g. "pushing something from left to right")
-NO_FLIP = ("something-v1", "something-v2", "jester")
+# flipping left-right changes the label (e.g. "pushing something from left to right"); users'
+# own classes may too ("wave left"), so the folder layout does not flip unless asked to
+NO_FLIP = ("something-v1", "something-v2", "jester", "folder")
 
 
 def list_samples(name, root, split="train", fold=1, on_error="skip", report_path=None,
-                 errors=None, check_files=True):
+                 errors=None, check_files=True, val_fraction=None):
     """Read a dataset's annotations into a `DatasetInfo` (samples, class names, skipped).
 
     Args:
@@ -44,7 +45,14 @@ def list_samples(name, root, split="train", fold=1, on_error="skip", report_path
       on_error: "skip" (drop and count bad samples) or "raise" (fail on the first).
       report_path: optional JSON file that lists what was skipped and why.
       errors: an existing `ErrorLog` to record into (overrides the two above).
-      check_files: drop samples whose file or frame folder does not exist.
+      check_files: drop samples whose file or frame folder does not exist, or is not
+        a regular file / folder (a FIFO, a device); without it, decoding skips those.
+      val_fraction: "folder" only, flat ``root/<class>/`` layout (no split folders): the
+        fraction of each class held out for "val"/"test" (default 0.2; 0 = no split, every
+        split reads every video). See ``keras_tin/data/adapters/folder.py``.
+
+    ``info.flip`` (the pipeline's default for ``flip``) is False for Something-Something,
+    Jester and "folder" (left/right can be the label), True for the other benchmarks.
     """
     if name not in ADAPTERS:
         raise ValueError(f"name must be one of {sorted(ADAPTERS)}. Received: name={name!r}")
@@ -52,7 +60,10 @@ def list_samples(name, root, split="train", fold=1, on_error="skip", report_path
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset root {root!r} is not a folder")
     log = errors if errors is not None else err.ErrorLog(on_error, report_path)
-    samples, classes, multilabel = ADAPTERS[name](root, split, log, fold=fold)
+    extra = {} if val_fraction is None else {"val_fraction": val_fraction}
+    if extra and name != "folder":
+        raise ValueError(f"val_fraction applies to name='folder' only. Received: name={name!r}")
+    samples, classes, multilabel = ADAPTERS[name](root, split, log, fold=fold, **extra)
     if check_files:
         samples = base.keep_existing(samples, log)
     return DatasetInfo(name=name, root=root, split=split, classes=list(classes), samples=samples,

@@ -6,6 +6,7 @@ import os
 from tqdm.auto import tqdm
 
 from keras_tin.data import errors as err
+from keras_tin.data import files
 
 # Long listings (Kinetics, Something-Something) get a progress bar; tiny ones stay quiet.
 PROGRESS_MIN = 2000
@@ -96,14 +97,21 @@ def find_dir(root, names):
 
 
 def keep_existing(samples, log, desc="checking files"):
-    """Drop (and log) samples whose file or frame folder does not exist."""
+    """Drop (and log) samples whose file or frame folder does not exist (``missing_file``),
+    or is something else: a FIFO, device or folder where a video file is expected, or a
+    file where a frame folder is (``not_a_file``). Nothing is opened."""
     kept = []
     for s in tqdm(samples, desc=desc, disable=len(samples) < PROGRESS_MIN, unit="video"):
         ok = os.path.isdir(s.path) if s.kind == "frames" else os.path.isfile(s.path)
         if ok:
             kept.append(s)
-        else:
+        elif not os.path.exists(s.path):  # also a dangling link
             log.skip(err.DataError(s.path, err.MISSING_FILE), stage="listing")
+        else:
+            wanted = "a frame folder" if s.kind == "frames" else "a video file"
+            log.skip(err.DataError(s.path, err.NOT_A_FILE,
+                                   f"{files.describe(s.path)} where {wanted} is expected"),
+                     stage="listing")
     return kept
 
 
