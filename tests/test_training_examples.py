@@ -47,7 +47,9 @@ def test_example_smoke(name, tmp_path):
         assert 0.0 <= metrics["mAP"] <= 1.0 and "top1" not in metrics
     else:
         assert result.model.get_layer("predictions").activation.__name__ == "softmax"
-        assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
+        # top-5 only where it can fail (more than 5 classes)
+        assert 0.0 <= metrics["top1"] <= metrics.get("top5", 1.0) <= 1.0
+        assert ("top5" in metrics) == (result.model.output_shape[-1] > 5)
         assert (out / "confusion_matrix.png").stat().st_size > 1000
     if name in ("something_v1", "something_v2", "jester"):
         assert config["dataset"].startswith(("something", "jester"))
