@@ -2,7 +2,8 @@
 
 Class names are the folder names. Start from pretrained weights (--weights): with
 few videos, fine-tuning beats training from scratch; the old classifier is dropped.
-Set --flip false if left/right matters for your labels.
+Folder data is not flipped by default (left/right can be the label); pass --flip true if
+mirrored videos keep their label.
 
     python examples/own_videos.py --root /data/... [--weights NAME_OR_FILE] [--output-dir runs/x]
     python examples/own_videos.py --root /data/... --smoke     # a tiny end-to-end check
