@@ -90,6 +90,59 @@ def load_head(model, variables, checkpoint_classes, verbose):
     return True
 
 
+def match_variables(canonical, variables, keras_target, head_loaded, temporal):
+    """Matches canonical checkpoint tensors to Keras variables, all or nothing.
+
+    keras_target(key) -> (layer, variable name, transpose axes or None). Returns
+    (assignments {(layer, variable): array}, problems [text], kept {what: [names]}): the
+    variables a backbone-only checkpoint (temporal None) legitimately leaves at their
+    initialisation (TIN modules, non-local blocks), everything else missing is a problem.
+    """
+    assignments, unexpected, mismatched = {}, [], []
+    for key, value in canonical.items():
+        target_layer, var_name, axes = keras_target(key)
+        if target_layer == "fc" and not head_loaded:
+            continue
+        variable = variables.get((target_layer, var_name))
+        if variable is None:
+            unexpected.append(f"{key} -> {target_layer}/{var_name}")
+            continue
+        array = np.transpose(value, axes) if axes else value
+        if tuple(array.shape) != tuple(variable.shape):
+            mismatched.append(f"{key} {tuple(value.shape)} -> {target_layer}/{var_name} "
+                              f"{tuple(variable.shape)}")
+            continue
+        assignments[(target_layer, var_name)] = array
+    missing, kept = [], {"temporal-module": [], "non-local-block": []}
+    for layer, var_name in variables:
+        if (layer, var_name) in assignments or (layer == "fc" and not head_loaded):
+            continue
+        if temporal is None and var_name.startswith(TIN_VARIABLES):
+            kept["temporal-module"].append(f"{layer}/{var_name}")
+        elif temporal is None and "_nl_" in layer:  # ImageNet backbone, as mmaction2 starts
+            kept["non-local-block"].append(f"{layer}/{var_name}")
+        else:
+            missing.append(f"{layer}/{var_name}")
+    problems = []
+    if unexpected:
+        problems.append(f"checkpoint tensors with no matching model variable: {unexpected}")
+    if mismatched:
+        problems.append(f"shape mismatches (checkpoint -> model): {mismatched}")
+    if missing:
+        problems.append(f"model variables the checkpoint does not provide: {missing}")
+    return assignments, problems, kept
+
+
+def assign(assignments, variables, kept, verbose):
+    """Writes matched arrays into their variables; says what keeps its initialisation."""
+    for target, array in assignments.items():
+        variables[target].assign(array.astype(variables[target].dtype))
+    for what, names in kept.items():
+        if names:
+            _info(f"Backbone-only checkpoint: {len(names)} {what} variables keep their "
+                  f"initialisation.", verbose)
+
+
 def _info(message, verbose):
     if verbose:
         print(message)
@@ -123,44 +176,8 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     fc = canonical.get("fc.weight")
     head_loaded = load_head(model, variables, None if fc is None else fc.shape[0], verbose)
 
-    assignments, unexpected, mismatched = {}, [], []
-    for key, value in canonical.items():
-        target_layer, var_name, axes = layouts.keras_target(key)
-        if target_layer == "fc" and not head_loaded:
-            continue
-        variable = variables.get((target_layer, var_name))
-        if variable is None:
-            unexpected.append(f"{key} -> {target_layer}/{var_name}")
-            continue
-        array = np.transpose(value, axes) if axes else value
-        if tuple(array.shape) != tuple(variable.shape):
-            mismatched.append(f"{key} {tuple(value.shape)} -> {target_layer}/{var_name} "
-                              f"{tuple(variable.shape)}")
-            continue
-        assignments[(target_layer, var_name)] = array
-
-    missing = []
-    temporal_missing = []
-    non_local_missing = []
-    for (layer, var_name), variable in variables.items():
-        if (layer, var_name) in assignments:
-            continue
-        if layer == "fc" and not head_loaded:
-            continue
-        if temporal is None and var_name.startswith(TIN_VARIABLES):
-            temporal_missing.append(f"{layer}/{var_name}")
-            continue
-        if temporal is None and "_nl_" in layer:  # ImageNet backbone, as mmaction2 starts
-            non_local_missing.append(f"{layer}/{var_name}")
-            continue
-        missing.append(f"{layer}/{var_name}")
-    problems = []
-    if unexpected:
-        problems.append(f"checkpoint tensors with no matching model variable: {unexpected}")
-    if mismatched:
-        problems.append(f"shape mismatches (checkpoint -> model): {mismatched}")
-    if missing:
-        problems.append(f"model variables the checkpoint does not provide: {missing}")
+    assignments, problems, kept = match_variables(canonical, variables, layouts.keras_target,
+                                                  head_loaded, temporal)
     ckpt_nl = any(".nl." in key for key in canonical)
     model_nl = any("_nl_" in layer for layer, _ in variables)
     if problems and ckpt_nl != model_nl:
@@ -173,14 +190,7 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     if problems:
         raise ValueError(f"Cannot load the {layout}-layout checkpoint into model "
                          f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
-    for target, array in assignments.items():
-        variables[target].assign(array.astype(variables[target].dtype))
-    if temporal_missing:
-        _info(f"Backbone-only checkpoint: {len(temporal_missing)} temporal-module variables "
-              f"keep their initialisation.", verbose)
-    if non_local_missing:
-        _info(f"Backbone-only checkpoint: {len(non_local_missing)} non-local-block variables "
-              f"keep their initialisation (identity blocks when fresh).", verbose)
+    assign(assignments, variables, kept, verbose)
     return {"layout": layout, "temporal": temporal, "head_loaded": head_loaded}
 
 

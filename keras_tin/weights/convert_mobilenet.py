@@ -10,7 +10,6 @@ backbone leaves the temporal modules at their initialisation, with a message.
 
 import re
 
-import numpy as np
 
 from keras_tin.weights import convert
 from keras_tin.weights import layouts_mobilenet
@@ -92,43 +91,10 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     head_loaded = convert.load_head(model, variables, None if fc is None else fc.shape[0],
                                     verbose)
 
-    assignments, unexpected, mismatched = {}, [], []
-    for name, value in canonical.items():
-        target_layer, var_name, axes = layouts_mobilenet.keras_target(name)
-        if target_layer == "fc" and not head_loaded:
-            continue
-        variable = variables.get((target_layer, var_name))
-        if variable is None:
-            unexpected.append(f"{name} -> {target_layer}/{var_name}")
-            continue
-        array = np.transpose(value, axes) if axes else value
-        if tuple(array.shape) != tuple(variable.shape):
-            mismatched.append(f"{name} {tuple(value.shape)} -> {target_layer}/{var_name} "
-                              f"{tuple(variable.shape)}")
-            continue
-        assignments[(target_layer, var_name)] = array
-
-    missing, temporal_missing = [], []
-    for (layer, var_name) in variables:
-        if (layer, var_name) in assignments or (layer == "fc" and not head_loaded):
-            continue
-        if temporal is None and var_name.startswith(("offset_", "weight_conv")):
-            temporal_missing.append(f"{layer}/{var_name}")
-            continue
-        missing.append(f"{layer}/{var_name}")
-    problems = []
-    if unexpected:
-        problems.append(f"checkpoint tensors with no matching model variable: {unexpected}")
-    if mismatched:
-        problems.append(f"shape mismatches (checkpoint -> model): {mismatched}")
-    if missing:
-        problems.append(f"model variables the checkpoint does not provide: {missing}")
+    assignments, problems, kept = convert.match_variables(
+        canonical, variables, layouts_mobilenet.keras_target, head_loaded, temporal)
     if problems:
         raise ValueError(f"Cannot load the {layout}-layout MobileNetV2 checkpoint into model "
                          f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
-    for target, array in assignments.items():
-        variables[target].assign(array.astype(variables[target].dtype))
-    if temporal_missing:
-        convert._info(f"Backbone-only checkpoint: {len(temporal_missing)} temporal-module variables "
-              f"keep their initialisation.", verbose)
+    convert.assign(assignments, variables, kept, verbose)
     return {"layout": layout, "temporal": temporal, "head_loaded": head_loaded}
