@@ -10,7 +10,6 @@ backbone leaves the temporal modules at their initialisation, with a message.
 
 import re
 
-
 from keras_tin.weights import convert
 from keras_tin.weights import layouts_mobilenet
 
