@@ -8,6 +8,17 @@ lock and each writes through a temporary file renamed into place, so a reader ne
 sees a half-written library. Any failure (no compiler, a build error, a library built
 for another TensorFlow) is reported once as a warning and leaves the portable path.
 
+Integrity: a successful build writes `<library>.sha256` (sha256sum format) beside the
+library, also through a temporary file renamed into place. Before `tf.load_op_library`
+the library's hash is checked against it: a truncated or bit-flipped file, a foreign
+`.so` at the cache path or a missing hash file would otherwise crash the process on
+load (SIGBUS/SIGSEGV/SIGILL) or fail at the first call. On a mismatch the library is
+rebuilt (or, when that fails, the portable path is used) with one warning naming the
+file. After loading, the library must register the TIN ops; one that does not is
+removed from the cache (the next process rebuilds it) and this process uses the portable
+path, again with one warning. (It cannot be reloaded here: the dynamic loader would hand
+back the library already loaded from that path.)
+
 Environment:
     KERAS_TIN_OPS_CACHE: cache directory (default: $XDG_CACHE_HOME/keras_tin/ops or
         ~/.cache/keras_tin/ops).
@@ -30,12 +41,16 @@ KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 SOURCES = ("tin_interlace.h", "tin_interlace_gpu.h", "tin_interlace_op.cc",
            "tin_descriptor_op.cc", "tin_interlace_op_gpu.cu.cc")
 LIBRARY_NAME = "_tin_interlace_ops.so"
+HASH_SUFFIX = ".sha256"
+# The op wrappers tf.load_op_library must expose for the library to count as ours.
+EXPECTED_OPS = ("tin_interlace", "tin_interlace_grad", "tin_channel_mean")
 
 _lock = threading.Lock()
 _loaded = None  # the loaded module, or None
 _loaded_path = None
 _failure = None  # why the op is unavailable, once known
 _warned = False
+MISSING = "missing"  # integrity_problem(): no library at all (a first build, no warning)
 
 
 class BuildError(RuntimeError):
@@ -129,29 +144,100 @@ def _run(cmd, cwd):
 
 
 @contextlib.contextmanager
-def _file_lock(path):
+def _file_lock(path, shared=False):
+    """An flock on `path`: exclusive for builders, shared for readers that verify."""
     try:
         import fcntl
     except ImportError:  # no fcntl (Windows): the atomic rename alone keeps it safe
         yield
         return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+        handle = open(path, "a")
+    except OSError:
+        if not shared:
+            raise
+        yield  # a read-only cache: nobody builds there, so there is nothing to wait for
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def hash_path(path):
+    """Where the sha256 of the library at `path` is stored."""
+    return path + HASH_SUFFIX
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(path, text):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".hash-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the hash from other users
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def integrity_problem(path):
+    """None when the library at `path` matches its stored sha256, else why not.
+
+    MISSING when there is no library at all (a plain first build, not a problem to warn
+    about).
+    """
+    if not os.path.exists(path):
+        return MISSING
+    try:
+        with open(hash_path(path)) as f:
+            fields = f.read().split()
+    except FileNotFoundError:
+        return f"its hash file {hash_path(path)} is missing"
+    except OSError as err:
+        return f"its hash file {hash_path(path)} cannot be read ({err})"
+    if not fields or not re.fullmatch(r"[0-9a-f]{64}", fields[0]):
+        return f"its hash file {hash_path(path)} holds no sha256"
+    try:
+        actual = file_sha256(path)
+    except OSError as err:
+        return f"it cannot be read ({err})"
+    if actual != fields[0]:
+        return (f"its sha256 {actual[:16]}... does not match the {fields[0][:16]}... recorded "
+                "when it was built (truncated, corrupted or replaced)")
+    return None
+
+
+def _verified_problem(path):
+    """integrity_problem under a shared lock, so that a concurrent build (which holds the
+    exclusive lock while it renames the library and its hash) is never seen half done."""
+    if not os.path.isdir(os.path.dirname(path)):
+        return MISSING
+    with _file_lock(path + ".lock", shared=True):
+        return integrity_problem(path)
+
+
 def build(path=None, force=False):
-    """Compiles the op into `path` (default: the cache) unless it is there. Returns path."""
+    """Compiles the op into `path` (default: the cache) unless a library whose sha256
+    matches its hash file is there. Returns path."""
     path = path or library_path()
-    if os.path.exists(path) and not force:
+    if not force and integrity_problem(path) is None:
         return path
     out_dir = os.path.dirname(path)
     os.makedirs(out_dir, exist_ok=True)
     with _file_lock(path + ".lock"):
-        if os.path.exists(path) and not force:  # another process built it meanwhile
+        if not force and integrity_problem(path) is None:  # another process built it
             return path
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
             objects = []
@@ -177,8 +263,36 @@ def build(path=None, force=False):
                   os.path.join(KERNEL_DIR, "tin_interlace_op.cc"),
                   os.path.join(KERNEL_DIR, "tin_descriptor_op.cc"), *objects, "-o", tmp_lib,
                   *_link_flags()], cwd=tmp)
+            digest = file_sha256(tmp_lib)
+            # Library first, then its hash: a process killed in between leaves a library
+            # without a (matching) hash, which the next load rebuilds. Readers take the
+            # shared lock, so they never see the pair half replaced.
             os.replace(tmp_lib, path)  # atomic: readers see no library or a whole one
+            _write_atomically(hash_path(path), f"{digest}  {os.path.basename(path)}\n")
     return path
+
+
+def _remove_from_cache(path):
+    """Deletes a library (and its hash) that failed after loading, under the build lock."""
+    with _file_lock(path + ".lock"):
+        for name in (path, hash_path(path)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
+
+
+def _load_checked(tf, path):
+    """tf.load_op_library, then the check that the library registered the TIN ops."""
+    module = tf.load_op_library(path)
+    missing = [name for name in EXPECTED_OPS if not hasattr(module, name)]
+    if missing:
+        raise _NotOurLibrary(
+            f"the library {path} loaded but does not register the TIN ops ({', '.join(missing)} "
+            "missing)")
+    return module
+
+
+class _NotOurLibrary(RuntimeError):
+    pass
 
 
 def _warn_once(message):
@@ -202,21 +316,50 @@ def load(build_if_missing=True):
         except ImportError:
             _failure = "TensorFlow is not installed"
             return None
+        path = None
+        problem = None  # an integrity problem of the cached library, for the warning
         try:
             path = library_path()
-            if not os.path.exists(path):
+            problem = _verified_problem(path)
+            if problem == MISSING:
+                problem = None
                 if not build_if_missing:
                     _failure = f"not built ({path} is missing)"
                     return None
                 build(path)
-            module = tf.load_op_library(path)
+            elif problem is not None:
+                if not build_if_missing:  # like a missing library: the reason, no warning
+                    _failure = (f"the cached library {path} failed its integrity check "
+                                f"({problem}); not rebuilt (build_if_missing=False)")
+                    return None
+                build(path)  # rebuilds: the cached file does not match its hash
+            after = _verified_problem(path)
+            if after is not None:  # e.g. replaced again while we built
+                raise BuildError(f"the library at {path} still fails its check: {after}")
+            with _file_lock(path + ".lock", shared=True):
+                module = _load_checked(tf, path)
             _register_gradients(tf)
             _loaded, _loaded_path = module, path
+        except _NotOurLibrary as err:
+            with contextlib.suppress(OSError):
+                _remove_from_cache(path)
+            _failure = f"{err}; removed it from the cache, the next process rebuilds it"
+            _warn_once(
+                "keras_tin: the TIN custom TensorFlow op could not be loaded, so "
+                f"TemporalInterlace uses the portable keras.ops path. Reason: {_failure}")
+            return None
         except Exception as err:  # a failed build must never break the layer
             _failure = f"{type(err).__name__}: {err}"
+            if problem is not None:
+                _failure = (f"the cached library {path} failed its integrity check ({problem}) "
+                            f"and rebuilding it failed: {_failure}")
             _warn_once(
                 "keras_tin: the TIN custom TensorFlow op could not be built or loaded, "
                 f"so TemporalInterlace uses the portable keras.ops path. Reason: {_failure}")
+            return None
+        if problem is not None:
+            _warn_once(f"keras_tin: the cached TIN op library {path} failed its integrity "
+                       f"check ({problem}); it was rebuilt and the rebuilt library is used.")
         return _loaded
 
 
@@ -308,10 +451,10 @@ def main(argv=None):
                         help="exit 1 when the build fails (default: warn, exit 0)")
     args = parser.parse_args(argv)
     try:
-        path = build(force=args.force)
+        path = build(force=args.force)  # also rebuilds a library that fails its hash check
         import tensorflow as tf
 
-        tf.load_op_library(path)
+        _load_checked(tf, path)
     except Exception as err:
         print(f"keras_tin: custom op NOT built ({type(err).__name__}: {err}); "
               "TemporalInterlace will use the portable path.", file=sys.stderr)
