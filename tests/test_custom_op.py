@@ -256,3 +256,69 @@ def test_build_entry_point_reports_success_and_failure(tmp_path, monkeypatch, ca
     assert "NOT built" in capsys.readouterr().err
     assert custom_op.main(["--strict"]) == 1
     assert not any(p.suffix == ".so" for p in tmp_path.rglob("*"))
+
+
+# ---- non-finite offsets and weights (README "NaN semantics") ---------------------------
+
+def _nan_case(case):
+    """Inputs for 2 clips of 4 frames, 16 channels (F = 4: one channel per group)."""
+    rng = np.random.default_rng(11)
+    x, off, w = make_inputs(rng, 2, 4, 2, 3, 16)
+    if case == "nan_offset":
+        off[1, 2] = np.nan
+    elif case == "nan_weight":
+        w[1, 2, 1] = np.nan
+    elif case == "nan_weight_both_taps_outside":  # frame 0, offset 1.5: taps -1.5 frames
+        off[0, 0] = 1.5
+        w[0, 0, 0] = np.nan
+    elif case == "inf_offset":
+        off[0, 1] = -np.inf
+    elif case == "inf_weight":
+        w[0, 3, 2] = np.inf
+    elif case == "huge_offset":  # finite, but floor() would not fit an int
+        off[0, 3] = 3e9
+    return x, off, w
+
+
+def _expected_nan_rows(off, w, frames=4):
+    """(N*T, 4) mask: output frame row, group g NaN (the rule of tin_interlace.h)."""
+    bad = ~np.isfinite(w) | ~np.isfinite(off)[:, None, :]  # (N, T, 4)
+    return bad.reshape(-1, 4)
+
+
+@pytest.mark.parametrize("case", ["nan_offset", "nan_weight", "nan_weight_both_taps_outside",
+                                  "inf_offset", "inf_weight", "huge_offset"])
+@pytest.mark.parametrize("delta", [False, True])
+def test_non_finite_parameters_match_the_portable_path(case, delta):
+    """The op used to cast a NaN offset to int (undefined behaviour) and output zeros
+    where the portable path outputs NaN. Now both agree: forward and gradients, NaN
+    positions equal, the other values close."""
+    frames = 4
+    x, off, w = _nan_case(case)
+    op_fn = custom_op.interlace_delta if delta else custom_op.interlace
+    port_fn = portable.interlace_delta if delta else portable.interlace
+    y_op = op_fn(x, off, w, frames).numpy()
+    y_port = port_fn(x, off, w, frames).numpy()
+    # The documented rule: row (n, t) of group g is NaN iff offsets[n, g] or
+    # weights[n, t, g] is not finite; the pass-through channels never are.
+    rows = _expected_nan_rows(off, w)
+    expected = np.broadcast_to(rows[:, None, None, :], y_port[..., :4].shape)  # F/4 == 1
+    np.testing.assert_array_equal(np.isnan(y_port[..., :4]), expected)
+    assert not np.isnan(y_port[..., 4:]).any()
+    np.testing.assert_allclose(y_op, y_port, rtol=0, atol=1e-5, equal_nan=True)
+
+    upstream = tf.constant(np.random.default_rng(5).normal(size=y_port.shape).astype(np.float32))
+    got = _grads(op_fn, x, off, w, frames, upstream)
+    want = _grads(port_fn, x, off, w, frames, upstream)
+    for name, g, p in zip(("x", "offsets", "weights"), got, want):
+        if case == "inf_weight":
+            # The dense matrix has Inf * 1 = Inf next to Inf * 0 = NaN; the op gives NaN
+            # for both. Non-finite positions agree.
+            np.testing.assert_array_equal(np.isfinite(g), np.isfinite(p), err_msg=name)
+            g, p = np.where(np.isfinite(p), g, 0), np.where(np.isfinite(p), p, 0)
+        finite = np.isfinite(p)
+        scale = max(1.0, float(np.abs(p[finite]).max())) if finite.any() else 1.0
+        np.testing.assert_allclose(g, p, rtol=0, atol=1e-5 * scale, equal_nan=True,
+                                   err_msg=name)
+    if case != "huge_offset":
+        assert np.isnan(y_op).any() and not np.isnan(y_op).all()

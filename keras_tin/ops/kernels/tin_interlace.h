@@ -45,18 +45,59 @@ struct Taps {
   float c0, c1;
 };
 
-// b = k + a with integer k = floor(b) and fraction a in [0, 1).
+// Non-finite offsets and weights (NaN, +-Inf) follow the portable keras.ops path, which
+// builds each (clip, group) as a dense T x T matrix w[t] * ((1 - a) [t - s == k] +
+// a [t - s == k + 1]) and multiplies it with X, so that a non-finite value reaches every
+// entry it multiplies, zeros included:
+//   forward: y[n, t, group g] is NaN when offsets[n, g] or weights[n, t, g] is not finite;
+//   input gradient: dx[n, :, group g] is NaN when offsets[n, g] or any weights[n, :, g]
+//     is not finite (every column of the matrix then holds a NaN);
+//   weight gradient: dweights[n, :, g] is NaN when offsets[n, g] is not finite;
+//   offset gradient: doffsets[n, g] is NaN when any weights[n, :, g] is not finite; a
+//     non-finite offset itself gets a finite gradient (0: no frame is a tap, like the
+//     portable path's equality masks, which a NaN k never hits).
+// (With an infinite weight the dense matrix holds Inf * 1 = Inf next to Inf * 0 = NaN, so
+// the portable path's gradients mix Inf and NaN where the op gives NaN: both non-finite.)
+// This relies on IEEE NaN semantics: never compile these kernels with -ffast-math.
+// `poison(v)` is v - v: 0 for a finite v, NaN otherwise; adding it to a coefficient
+// propagates a non-finite parameter without a branch per element.
+TIN_HD inline float poison(float v) { return v - v; }
+
+// A shift that puts every tap outside any clip: used for non-finite offsets, and the
+// bound of finite ones (floor(b) of a huge b would not fit in an int: undefined
+// behaviour). Both taps t - k and t - k - 1 then miss every frame (frames < 2^24).
+constexpr float kFarShift = 16777216.0f;  // 2^24: exact in float and int
+
+// b = k + a with integer k = floor(b) and fraction a in [0, 1). A non-finite b gives
+// k = kFarShift (no tap) and a = NaN; |b| >= 2^24 is clamped to +-2^24 (no tap either).
 TIN_HD inline void split_offset(float b, int* k, float* a) {
-  const float fk = floorf(b);
+  float fk = floorf(b);
+  if (!(poison(fk) == 0.0f)) {  // NaN or +-Inf: never cast to int (undefined behaviour)
+    *k = static_cast<int>(kFarShift);
+    *a = poison(b);  // NaN
+    return;
+  }
+  if (fk > kFarShift) fk = kFarShift;
+  if (fk < -kFarShift) fk = -kFarShift;
   *k = static_cast<int>(fk);
   *a = b - fk;
 }
 
+// A tap outside the clip reads frame `self` with coefficient 0, unless the coefficient
+// is NaN (a non-finite parameter), which stays NaN.
 TIN_HD inline void clip_tap(int frames, int self, int* f, float* c) {
   if (*f < 0 || *f >= frames) {
     *f = self;
-    *c = 0.0f;
+    *c = *c == *c ? 0.0f : *c;
   }
+}
+
+// 0, or NaN when offsets[n, g] or any weights[n, :, g] is not finite (see above).
+TIN_HD inline float group_poison(const float* offsets, const float* weights, int frames,
+                                 long long n, int g) {
+  float p = poison(offsets[n * kGroups + g]);
+  for (int t = 0; t < frames; ++t) p += poison(weights[(n * frames + t) * kGroups + g]);
+  return p;
 }
 
 // Forward: Z[t] = w[t] * ((1 - a) X[t - k] + a X[t - k - 1]).
@@ -73,6 +114,9 @@ TIN_HD inline Taps forward_taps(const float* offsets, const float* weights, int 
   taps.c1 = w * a;
   clip_tap(frames, t, &taps.f0, &taps.c0);
   clip_tap(frames, t, &taps.f1, &taps.c1);
+  const float bad = poison(a) + poison(w);  // NaN for a non-finite offset or weight
+  taps.c0 += bad;
+  taps.c1 += bad;
   return taps;
 }
 
@@ -94,6 +138,11 @@ TIN_HD inline Taps adjoint_taps(const float* offsets, const float* weights, int 
     taps.c1 = a * weights[(n * frames + taps.f1) * kGroups + g];
   clip_tap(frames, s, &taps.f0, &taps.c0);
   clip_tap(frames, s, &taps.f1, &taps.c1);
+  // A non-finite parameter anywhere in the (clip, group) makes every input frame's
+  // gradient NaN, as the dense matrix's transpose does (O(T) per call: T is small).
+  const float bad = group_poison(offsets, weights, frames, n, g);
+  taps.c0 += bad;
+  taps.c1 += bad;
   return taps;
 }
 
@@ -167,8 +216,9 @@ TIN_HD inline void param_grad_terms(P x, P dy, const float* offsets,
                        ? load(x, ((base + f0) * d.pixels + p) * d.channels + c) : 0.0f;
   const float x1 = (f1 >= 0 && f1 < d.frames)
                        ? load(x, ((base + f1) * d.pixels + p) * d.channels + c) : 0.0f;
-  *dw_term = gy * ((1.0f - a) * x0 + a * x1);
-  *db_term = weights[(base + t) * kGroups + g] * gy * (x1 - x0);
+  *dw_term = gy * ((1.0f - a) * x0 + a * x1);  // NaN for a non-finite offset (a = NaN)
+  const float w = weights[(base + t) * kGroups + g];
+  *db_term = w * gy * (x1 - x0) + poison(w);  // NaN for a non-finite weight
 }
 
 }  // namespace tin

@@ -318,7 +318,7 @@ void GradCpu(OpKernelContext* ctx, const tin::Dims& d, const T* dy, const T* x,
           const double v0 = in0 ? s0[t * tin::kGroups + g] : 0.0;
           const double v1 = in1 ? s1[t * tin::kGroups + g] : 0.0;
           const int64_t i = (n * d.frames + t) * tin::kGroups + g;
-          dw_sum[i] += (1.0 - a) * v0 + a * v1;
+          dw_sum[i] += (1.0 - a) * v0 + a * v1;  // NaN for a non-finite offset (a = NaN)
           db_sum[i] += v1 - v0;
         }
       }
@@ -336,7 +336,8 @@ void GradCpu(OpKernelContext* ctx, const tin::Dims& d, const T* dy, const T* x,
       for (int t = 0; t < d.frames; ++t) {
         const int64_t i = (n * d.frames + t) * tin::kGroups + g;
         dweights[i] = static_cast<float>(dw_sum[i]);
-        acc += static_cast<double>(weights[i]) * db_sum[i];
+        // + poison: NaN for a non-finite weight even where db_sum is 0 (tin_interlace.h).
+        acc += static_cast<double>(weights[i]) * db_sum[i] + tin::poison(weights[i]);
       }
       doffsets[n * tin::kGroups + g] = static_cast<float>(acc);
     }
