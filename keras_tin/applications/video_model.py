@@ -1,9 +1,12 @@
 """What every keras_tin video model shares: the clip input, and the TSN-style head."""
 
+import numbers
+
 import keras
 
 from keras_tin import layers as tin_layers
 from keras_tin.applications.partial_bn import freeze_batchnorm
+from keras_tin.layers.temporal_interlace import positive_int
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -29,14 +32,18 @@ def resolve_normalization(normalization, weights):
 
 def check_video_args(temporal, frames, include_top, pooling, classes, input_shape,
                      normalization):
+    """Refuses bad constructor arguments with an error quoting the value.
+
+    frames and classes: Python or NumPy integers >= 1 (bools are refused, although
+    True == 1); input_shape: (frames, H, W, 3) or (H, W, 3), H and W None or >= 1.
+    """
     if temporal not in TEMPORAL_MODULES:
         raise ValueError(f"temporal must be one of {TEMPORAL_MODULES}. Received: temporal={temporal!r}")
-    if not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"frames must be a positive integer. Received: frames={frames!r}")
+    positive_int(frames, "frames")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if include_top and (not isinstance(classes, int) or classes < 1):
-        raise ValueError(f"classes must be a positive integer. Received: classes={classes!r}")
+    if include_top:
+        positive_int(classes, "classes")
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be None or one of {sorted(NORMALIZATIONS)}. "
                          f"Received: normalization={normalization!r}")
@@ -47,10 +54,24 @@ def check_video_args(temporal, frames, include_top, pooling, classes, input_shap
         if len(shape) not in (3, 4) or shape[-1] != 3:
             raise ValueError("input_shape must be (frames, height, width, 3) or (height, width, 3)."
                              f" Received: input_shape={shape}")
+        for axis, size in (("height", shape[-3]), ("width", shape[-2])):
+            if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral)
+                                     or size < 1):
+                raise ValueError(f"input_shape {axis} must be None or a positive integer. "
+                                 f"Received: input_shape={shape}")
 
 
 def clip_input(frames, input_tensor, input_shape, normalization):
-    """Returns (model inputs, folded frames (B*T, H, W, 3) normalised as asked)."""
+    """Returns (model inputs, folded frames (B*T, H, W, 3) normalised as asked).
+
+    FoldFrames comes first, on the raw clips: it checks the frame count (also at run time
+    in graphs traced with an unknown frame count), that the clips have 3 channels (the
+    Normalization layer would broadcast a 1-channel clip to RGB), and, for a model that
+    normalises its input, warns once when an eager call gets clips on the 0-1 (or -1-1)
+    scale instead of 0-255 RGB. Normalising folded frames is the same per-channel
+    arithmetic.
+    """
+    frames = positive_int(frames, "frames")
     if input_tensor is None:
         shape = (frames, 224, 224, 3) if input_shape is None else (frames,) + tuple(input_shape)[-3:]
         inputs = keras.Input(shape=shape, name="clips")
@@ -58,11 +79,13 @@ def clip_input(frames, input_tensor, input_shape, normalization):
     else:
         inputs = keras.utils.get_source_inputs(input_tensor)
         x = input_tensor
+    x = tin_layers.FoldFrames(frames, channels=3, check_pixel_range=normalization is not None,
+                              name="fold_frames")(x)  # (B*T, H, W, 3)
     if normalization is not None:
         mean, std = NORMALIZATIONS[normalization]
         x = keras.layers.Normalization(mean=list(mean), variance=[s * s for s in std],
                                        name="normalization")(x)
-    return inputs, tin_layers.FoldFrames(frames, name="fold_frames")(x)  # (B*T, H, W, 3)
+    return inputs, x
 
 
 def video_head(x, frames, include_top, pooling, classes, classifier_activation, dropout_rate):

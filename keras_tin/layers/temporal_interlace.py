@@ -1,5 +1,7 @@
 """TemporalInterlace: the TIN module of docs/TIN_SPEC.md as a Keras layer."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -7,6 +9,14 @@ from keras_tin.ops import portable
 from keras_tin.ops import dispatch
 
 OFFSET_BIAS_INIT = 0.5108  # logit(0.625): 4 * (0.625 - 0.5) = +0.5 frames at start
+
+
+def positive_int(value, name, minimum=1, requirement="a positive integer"):
+    """int(value) for an integer >= minimum, Python or NumPy; bools (True == 1) refused
+    (NumPy's bool is no numbers.Integral)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be {requirement}. Received: {name}={value!r}")
+    return int(value)
 
 
 def check_folded_input(layer, shape, frames):
@@ -45,10 +55,8 @@ class TemporalInterlace(keras.layers.Layer):
 
     def __init__(self, frames, shift_div=4, implementation="auto", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(frames, int) or frames < 1:
-            raise ValueError(f"frames must be a positive integer. Received: frames={frames!r}")
-        if not isinstance(shift_div, int) or shift_div < 1:
-            raise ValueError(f"shift_div must be a positive integer. Received: shift_div={shift_div!r}")
+        frames = positive_int(frames, "frames")
+        shift_div = positive_int(shift_div, "shift_div")
         dispatch.check_implementation(implementation)
         self.frames = frames
         self.shift_div = shift_div
@@ -87,8 +95,12 @@ class TemporalInterlace(keras.layers.Layer):
         """Per-group offsets (N, 4) and weights (N, T, 4), float32, for a folded batch.
 
         This is what the layer applies; call it on a batch to plot what TIN learned.
+        An unbuilt layer is first built for the batch's shape (its weights are then
+        freshly initialised, as on a first call).
         """
         check_folded_input(self, tuple(inputs.shape), self.frames)
+        if not self.built:
+            self.build(tuple(inputs.shape))
         f = self.interlaced_channels
         # Offsets and weights stay float32 under mixed precision: a is a sub-frame fraction.
         desc = dispatch.descriptor_fn(self.implementation)(inputs, f)  # (N*T, F)

@@ -3,6 +3,7 @@
 import keras
 
 from keras_tin.layers.temporal_interlace import check_folded_input
+from keras_tin.layers.temporal_interlace import positive_int
 from keras_tin.ops import portable
 
 
@@ -16,10 +17,9 @@ class TemporalShift(keras.layers.Layer):
 
     def __init__(self, frames, shift_div=8, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(frames, int) or frames < 1:
-            raise ValueError(f"frames must be a positive integer. Received: frames={frames!r}")
-        if not isinstance(shift_div, int) or shift_div < 2:
-            raise ValueError(f"shift_div must be an integer >= 2. Received: shift_div={shift_div!r}")
+        frames = positive_int(frames, "frames")
+        shift_div = positive_int(shift_div, "shift_div", minimum=2,
+                                 requirement="an integer >= 2")
         self.frames = frames
         self.shift_div = shift_div
 
