@@ -81,7 +81,7 @@ def test_release_writes_weights_and_sidecar_and_the_loader_prefers_them(monkeypa
 
     # Another class count: the head is dropped, the backbone and TIN modules load.
     model = load_weights(tiny(classes=3), "fake", cache_dir=str(tmp_path / "cache3"))
-    assert "5 classes but model" in capsys.readouterr().out
+    assert "5 classes but the model has 3" in capsys.readouterr().out
     np.testing.assert_allclose(
         model.get_layer("layer1_0_conv1").temporal_module.offset_fc1_kernel.numpy(),
         ref.state_dict()["backbone.layer1.0.conv1.conv.net1.offset_net.fc1.weight"].numpy().T)

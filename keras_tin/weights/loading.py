@@ -120,54 +120,25 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
 
 def transfer_weights(source, model, verbose=True):
     """Copies every variable of keras model `source` into `model`, matched by layer and
-    variable name, all or nothing. The classifier is dropped with a message when the class
-    counts differ or either model has none; a source without temporal modules (a TSN or an
-    image backbone) leaves the target's TIN parameters at their initialisation, announced.
-    Anything else that does not match raises a ValueError listing it."""
+    variable name, all or nothing, with the checkpoint converters' rules: the classifier
+    is dropped with a message when the class counts differ or either model has none; a
+    source without TIN modules (a TSN or an image backbone) leaves the target's TIN and
+    non-local parameters at their initialisation, announced. Anything else that does not
+    match raises a ValueError listing it."""
     have = convert.keras_variables(source)
     want = convert.keras_variables(model)
-    head_in = {k for k in have if k[0] == "fc"}
-    head_out = {k for k in want if k[0] == "fc"}
-    drop_head = not head_in or not head_out or any(
-        tuple(have[k].shape) != tuple(want[k].shape) for k in head_in & head_out)
-    if head_out and not head_in:
-        _info(f"'{source.name}' has no classifier: the classifier (fc) of model "
-              f"'{model.name}' keeps its initialisation.", verbose)
-    if drop_head and head_in and head_out:
-        _info(f"'{source.name}' has {have[('fc', 'kernel')].shape[-1]} classes but model "
-              f"'{model.name}' has {want[('fc', 'kernel')].shape[-1]}: the classifier (fc) "
-              f"keeps its initialisation; everything else is loaded.", verbose)
-    source_tin = any(k[1].startswith(convert.TIN_VARIABLES) for k in have)
-    missing, mismatched, temporal_left = [], [], []
-    for key, variable in want.items():
-        if key[0] == "fc" and drop_head:
-            continue
-        if key not in have:
-            if not source_tin and key[1].startswith(convert.TIN_VARIABLES):
-                temporal_left.append(key)
-            else:
-                missing.append("/".join(key))
-        elif tuple(have[key].shape) != tuple(variable.shape):
-            mismatched.append(f"{'/'.join(key)} {tuple(have[key].shape)} -> "
-                              f"{tuple(variable.shape)}")
-    unused = sorted("/".join(k) for k in set(have) - set(want)
-                    if not (k[0] == "fc" and drop_head))
-    problems = []
-    if missing:
-        problems.append(f"model variables the source does not have: {missing}")
-    if unused:
-        problems.append(f"source variables with no place in the model: {unused}")
-    if mismatched:
-        problems.append(f"shape mismatches (source -> model): {mismatched}")
+    fc = have.get(("fc", "kernel"))
+    head_loaded = convert.load_head(model, want, None if fc is None else fc.shape[-1],
+                                    verbose)
+    tensors = {f"{layer}/{name}": variable.numpy() for (layer, name), variable in have.items()}
+    backbone_only = not any(name.startswith(convert.TIN_VARIABLES) for _, name in have)
+    assignments, problems, kept = convert.match_variables(
+        tensors, want, lambda key: (*key.split("/"), None), head_loaded,
+        None if backbone_only else "tin")
     if problems:
         raise ValueError(f"Cannot load '{source.name}' into model '{model.name}'; nothing was "
                          f"loaded. " + "; ".join(problems))
-    for key, variable in want.items():
-        if key in have and not (key[0] == "fc" and drop_head):
-            variable.assign(have[key].numpy())
-    if temporal_left:
-        _info(f"'{source.name}' has no temporal modules: {len(temporal_left)} TIN variables "
-              f"keep their initialisation.", verbose)
+    convert.assign(assignments, want, kept, verbose)
     return model
 
 
