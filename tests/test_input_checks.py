@@ -161,3 +161,19 @@ def test_offsets_and_weights_builds_an_unbuilt_layer():
     assert tin.offset_fc1_kernel is kernel and len(tin.weights) == 8
     with pytest.raises(ValueError, match="rank 4"):
         layers.TemporalInterlace(frames=8).offsets_and_weights(features[None])
+
+
+def test_numpy_integer_arguments_build_every_model():
+    """frames, classes and base_filters as NumPy integers (e.g. from a config array) build
+    the same model as Python ints, non-local blocks included; bools are refused."""
+    import numpy as np
+    import pytest
+
+    from keras_tin.applications import TemporalResNet
+
+    model = TemporalResNet("tin", 18, frames=np.int64(4), classes=np.int64(3),
+                           base_filters=np.int32(16), input_shape=(4, 32, 32, 3),
+                           non_local="dot_product")
+    assert model.output_shape == (None, 3)
+    with pytest.raises(ValueError, match="base_filters=True"):
+        TemporalResNet("tsn", 18, frames=4, classes=3, base_filters=True)

@@ -115,7 +115,8 @@ def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None
         A keras.Model on clips of shape (batch, frames, H, W, 3), RGB in [0, 255].
     """
     normalization = resolve_normalization(normalization, weights)
-    check_video_args(temporal, frames, include_top, pooling, classes, input_shape, normalization)
+    frames, classes = check_video_args(temporal, frames, include_top, pooling, classes,
+                                       input_shape, normalization)
     if not isinstance(alpha, (int, float)) or alpha <= 0:
         raise ValueError(f"alpha must be a positive number. Received: alpha={alpha!r}")
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)

@@ -33,6 +33,7 @@ from keras_tin.applications.video_model import finish_model
 from keras_tin.applications.video_model import resolve_normalization
 from keras_tin.applications.video_model import video_head
 from keras_tin.layers.non_local import check_mode
+from keras_tin.layers.temporal_interlace import positive_int
 
 DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -203,12 +204,11 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         A keras.Model on clips of shape (batch, frames, H, W, 3).
     """
     normalization = resolve_normalization(normalization, weights)
-    check_video_args(temporal, frames, include_top, pooling, classes, input_shape, normalization)
+    frames, classes = check_video_args(temporal, frames, include_top, pooling, classes,
+                                       input_shape, normalization)
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
-    if not isinstance(base_filters, int) or base_filters < 1:
-        raise ValueError(f"base_filters must be a positive integer. Received: "
-                         f"base_filters={base_filters!r}")
+    base_filters = positive_int(base_filters, "base_filters")
     block_kind, stage_blocks = DEPTHS[depth]
     block_fn = _bottleneck if block_kind == "bottleneck" else _basic
     every = module_every(temporal, stage_blocks)

@@ -32,18 +32,19 @@ def resolve_normalization(normalization, weights):
 
 def check_video_args(temporal, frames, include_top, pooling, classes, input_shape,
                      normalization):
-    """Refuses bad constructor arguments with an error quoting the value.
+    """Refuses bad constructor arguments with an error quoting the value; returns
+    (frames, classes) as Python ints (classes unchanged without a top).
 
     frames and classes: Python or NumPy integers >= 1 (bools are refused, although
     True == 1); input_shape: (frames, H, W, 3) or (H, W, 3), H and W None or >= 1.
     """
     if temporal not in TEMPORAL_MODULES:
         raise ValueError(f"temporal must be one of {TEMPORAL_MODULES}. Received: temporal={temporal!r}")
-    positive_int(frames, "frames")
+    frames = positive_int(frames, "frames")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
     if include_top:
-        positive_int(classes, "classes")
+        classes = positive_int(classes, "classes")
     if normalization is not None and normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be None or one of {sorted(NORMALIZATIONS)}. "
                          f"Received: normalization={normalization!r}")
@@ -59,6 +60,7 @@ def check_video_args(temporal, frames, include_top, pooling, classes, input_shap
                                      or size < 1):
                 raise ValueError(f"input_shape {axis} must be None or a positive integer. "
                                  f"Received: input_shape={shape}")
+    return frames, classes
 
 
 def clip_input(frames, input_tensor, input_shape, normalization):

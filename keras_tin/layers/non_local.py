@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from keras_tin.layers.temporal_interlace import check_folded_input
+from keras_tin.layers.temporal_interlace import positive_int
 
 MODES = ("embedded_gaussian", "dot_product", "gaussian")
 
@@ -42,10 +43,8 @@ class NonLocalAttention(keras.layers.Layer):
 
     def __init__(self, frames, mode="embedded_gaussian", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(frames, int) or frames < 1:
-            raise ValueError(f"frames must be a positive integer. Received: frames={frames!r}")
         check_mode(mode)
-        self.frames = frames
+        self.frames = positive_int(frames, "frames")
         self.mode = mode
 
     def _check(self, shapes):
