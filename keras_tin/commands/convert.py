@@ -21,12 +21,15 @@ def run(args):
     import pickle
 
     from keras_tin.weights.convert import convert_checkpoint
+    from keras_tin.weights.pth_reader import CheckpointError
 
     try:
         model = convert_checkpoint(args.input, args.output, args.arch, frames=args.frames,
                                    classes=args.classes, layout=args.layout,
                                    use_torch=args.use_torch, non_local=args.non_local)
-    except (ValueError, OSError, pickle.UnpicklingError) as e:
+    # CheckpointError: a refused, malformed or too large checkpoint (its message is one
+    # line); ImportError: --use-torch without a (recent enough) torch.
+    except (CheckpointError, ImportError, ValueError, OSError, pickle.UnpicklingError) as e:
         print(f"keras-tin convert: error: {e}")
         return 1
     print(f"Wrote {args.output} ({model.name}, {model.count_params():,} parameters).")
