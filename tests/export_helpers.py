@@ -61,3 +61,10 @@ def build(constructor, frames=8, size=32, classes=8, calibration_clips=None, **k
         calibration_clips = clips(8, frames, size, seed=100)
     perturb_temporal_parameters(model)
     return recalibrate_batchnorm(model, calibration_clips)
+
+
+def tiny(constructor, classes=3, frames=4, size=32, **kwargs):
+    """A ResNet sized for fast export tests (base_filters=16, 4 frames, 32 px), with the
+    trained-like statistics of `build`."""
+    return build(constructor, frames=frames, size=size, classes=classes, base_filters=16,
+                 **kwargs)

@@ -16,24 +16,46 @@ def _interpreter_class():
     return Interpreter
 
 
-def load_interpreter(model, num_threads=None):
-    """A LiteRT Interpreter (XNNPACK on CPU) on a .tflite path or flatbuffer bytes."""
+def load_interpreter(model, num_threads=None, delegate=True):
+    """A LiteRT Interpreter on a .tflite path or flatbuffer bytes: XNNPACK on CPU, or
+    with delegate=False the builtin kernels alone (every op of the file stays a node)."""
     Interpreter = _interpreter_class()
+    kwargs = {"num_threads": num_threads}
+    if not delegate:
+        from ai_edge_litert.interpreter import OpResolverType
+        kwargs["experimental_op_resolver_type"] = (
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     if isinstance(model, (bytes, bytearray)):
-        interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+        interpreter = Interpreter(model_content=bytes(model), **kwargs)
     else:
-        interpreter = Interpreter(model_path=os.fspath(model), num_threads=num_threads)
+        interpreter = Interpreter(model_path=os.fspath(model), **kwargs)
     interpreter.allocate_tensors()
     return interpreter
 
 
-def op_names(model):
+def op_names(model, delegate=True):
     """Sorted distinct operator names of a .tflite file or flatbuffer ("CONV_2D", ...).
 
     "DELEGATE" marks nodes XNNPACK took over; Flex ops appear as "FlexXxx" / "CUSTOM".
+    delegate=False lists the ops the file holds (no XNNPACK, so no "DELEGATE").
     """
-    interpreter = load_interpreter(model)
+    interpreter = load_interpreter(model, delegate=delegate)
     return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def float_ops(model):
+    """{op name: count} of the file's ops that read or write a float32 tensor (builtin
+    kernels, no delegate): the float islands of an int8 file."""
+    import collections
+
+    interpreter = load_interpreter(model, delegate=False)
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    counts = collections.Counter()
+    for op in interpreter._get_ops_details():
+        tensors = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0]
+        if any(dtypes[i] == np.float32 for i in tensors):
+            counts[op["op_name"]] += 1
+    return dict(counts)
 
 
 class TFLiteModel:
@@ -44,9 +66,16 @@ class TFLiteModel:
     """
 
     def __init__(self, model, num_threads=None):
+        self.source = model
         self.interpreter = load_interpreter(model, num_threads)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
+
+    @property
+    def metadata(self):
+        """The file's keras_tin metadata (class names, frames, ...), or None."""
+        from keras_tin.export.metadata import read_tflite_metadata
+        return read_tflite_metadata(self.source)
 
     @property
     def input_shape(self):
@@ -55,7 +84,7 @@ class TFLiteModel:
     def _quantize_input(self, x):
         dtype = self.input["dtype"]
         scale, zero = self.input["quantization"]
-        if dtype in (np.int8, np.int16) and scale:
+        if dtype in (np.int8, np.uint8, np.int16) and scale:
             info = np.iinfo(dtype)
             return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
         return x.astype(dtype)

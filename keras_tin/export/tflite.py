@@ -14,6 +14,41 @@ XNNPACK accepts. LiteRT's XNNPACK delegate then fails to create its runtime in
 allocate_tensors: a RuntimeError on a small model, an abort ("free(): double free
 detected in tcache 2") on TIN-ResNet-50 (ai-edge-litert 2.3.0). The builtin kernels run
 such a file, but the consumer's bias is squeezed into that tiny scale as well.
+
+Integer I/O (`input_dtype` / `output_dtype` "int8" or "uint8", with quantize="int8"): the
+clip input and the output are quantized tensors, so an int8-only runtime (an NPU, a
+microcontroller) needs no float at the edges. The input's range is fixed to [0, 255]
+when the model normalises inside (every keras_tin model unless built with
+normalization=None), so a "uint8" input has scale 1 and zero point 0: it takes the raw
+RGB bytes of the frames, and an "int8" input takes byte - 128 (scale 1, zero point -128).
+The output keeps its calibrated scale and zero point (`TFLiteModel` dequantizes with them).
+
+What stays float in an int8 file. Listed with `op_names(path, delegate=False)` (the ops
+the file holds, before XNNPACK takes some over), for a TIN-ResNet-18 and a TSM-ResNet-18
+(4 frames, 32 px, base_filters=16) exported with input_dtype="uint8", output_dtype="int8":
+- TSM-R18: ADD, CONCATENATION, CONV_2D, FULLY_CONNECTED, MAX_POOL_2D, MEAN, MUL, PAD,
+  QUANTIZE, RESHAPE, STRIDED_SLICE, SUB: all int8 (QUANTIZE here requantizes the uint8
+  input to int8), no float tensor at all.
+- TIN-R18: the same int8 ops plus BATCH_MATMUL, LOGISTIC and TRANSPOSE (int8), and per TIN
+  module one float island around the OffsetNet's offsets (2 numbers per clip, mirrored
+  to 4): DEQUANTIZE (int8 offsets -> float), NEG and CONCATENATION (the mirrored groups,
+  float), FLOOR, CAST (float k -> int32), 2 EQUAL and an ADD on int32 (the lag masks
+  t - s == k, k + 1), 2 CAST (bool masks -> float32), 4 QUANTIZE (offsets, k, the two
+  masks -> int8) and a second DEQUANTIZE (k, which the quantizer routes through int8
+  between FLOOR and the int32 CAST). Per file: 2n DEQUANTIZE, n NEG, n CONCATENATION,
+  n FLOOR, 3n CAST, 4n QUANTIZE for n TIN modules (n = 8 in a ResNet-18). Why: TFLite has
+  no int8 FLOOR kernel, and the shift k must be an exact integer for the int32 mask
+  comparison (a float equality on quantized values silently misses, see
+  keras_tin.ops.portable), so the quantizer leaves this arithmetic in float. The tensors
+  are 4 offsets and two 4 x T x T masks per clip, not feature maps: every backbone
+  activation (convolutions, the interlace's BATCH_MATMUL, the fc) is int8. An int8-only
+  accelerator runs these few small ops on the CPU. (k's int8 round trip is exact only
+  because its calibrated range is [-1, 0] or [-2, 1], widths that divide 255: offsets
+  are bounded by +-2 and mirrored. The CAST truncates, so a dequantized 0.99999994 would
+  become 0; measured values were -1.00000006 and 1.00000002. Rounding k before the cast
+  in keras_tin.ops.portable would remove that dependence.)
+With the default input_dtype="float32" / output_dtype="float32" the file also starts with
+a QUANTIZE (float32 -> int8) and ends with a DEQUANTIZE.
 """
 
 import os
@@ -24,6 +59,22 @@ from keras_tin.export.serving import clip_shape
 from keras_tin.export.serving import write_archive
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+TFLITE_INPUT_DTYPES = ("float32", "uint8", "int8")
+OUTPUT_DTYPES = ("float32", "uint8", "int8")
+
+
+def _check_io(quantize, input_dtype, output_dtype):
+    if input_dtype not in TFLITE_INPUT_DTYPES:
+        raise ValueError(f"input_dtype must be one of {TFLITE_INPUT_DTYPES}. "
+                         f"Received: input_dtype={input_dtype!r}")
+    if output_dtype not in OUTPUT_DTYPES:
+        raise ValueError(f"output_dtype must be one of {OUTPUT_DTYPES}. "
+                         f"Received: output_dtype={output_dtype!r}")
+    if quantize != "int8" and (input_dtype == "int8" or output_dtype != "float32"):
+        raise ValueError(
+            "Quantized (int8/uint8) outputs and int8 inputs need quantize='int8'. "
+            f"Received: quantize={quantize!r}, input_dtype={input_dtype!r}, "
+            f"output_dtype={output_dtype!r}")
 
 
 def _check(quantize, representative_dataset):
@@ -67,14 +118,30 @@ def float32_model(model):
 
 
 def convert_tflite(model, quantize=None, representative_dataset=None, batch_size=1,
-                   input_dtype="float32", max_calibration_clips=100, integer_only=True):
+                   input_dtype="float32", max_calibration_clips=100, integer_only=True,
+                   output_dtype="float32", class_names=None, metadata=True, verbose=False):
     """Converts `model` to a TFLite flatbuffer (bytes); see `export_tflite`."""
     import tensorflow as tf
 
+    from keras_tin.export import metadata as metadata_lib
+    from keras_tin.export.serving import check_backend
+
+    check_backend()
     _check(quantize, representative_dataset)
+    _check_io(quantize, input_dtype, output_dtype)
     model = float32_model(model)
+    clip_shape(model)  # one static 5-D clip input, else a clear ValueError
+    record = None
+    if metadata:  # before converting: a wrong label count fails fast
+        record = metadata_lib.model_metadata(
+            model, class_names, input_dtype=input_dtype, output_dtype=output_dtype,
+            batch_size=batch_size, quantize=quantize)
+    integer_io = quantize == "int8" and input_dtype in ("uint8", "int8")
+    # Integer I/O: the quantizer makes the input a quantized uint8/int8 tensor itself, so
+    # the graph takes float32 (no CAST); otherwise uint8 clips are cast in the graph.
+    traced_dtype = "float32" if integer_io else input_dtype
     with tempfile.TemporaryDirectory() as tmp:
-        write_archive(model, tmp, batch_size=batch_size, input_dtype=input_dtype)
+        write_archive(model, tmp, batch_size=batch_size, input_dtype=traced_dtype)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["serve"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize == "float16":
@@ -83,14 +150,65 @@ def convert_tflite(model, quantize=None, representative_dataset=None, batch_size
         elif quantize == "dynamic":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         elif quantize == "int8":
+            expected = metadata_lib.expected_input_range(model)
+            normalization = (metadata_lib.normalization_of(model) or {}).get("name")
+            shape = clip_shape(model)
+            calibration.peek_range(representative_dataset, shape, expected,
+                                   normalization=normalization)
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = calibration.representative_dataset(
-                representative_dataset, clip_shape(model), max_calibration_clips,
-                input_dtype)
+                representative_dataset, shape, max_calibration_clips, traced_dtype,
+                expected_range=expected, verbose=verbose, normalization=normalization)
             if integer_only:
                 converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            return _calibrate_and_quantize(converter)
-        return converter.convert()
+            input_range = expected if integer_io else None
+            data = _calibrate_and_quantize(converter, input_dtype if integer_io else "float32",
+                                           output_dtype, input_range)
+        if quantize != "int8":
+            data = converter.convert()
+    if record is not None:
+        record.update(io_quantization(data))
+        data = metadata_lib.add_tflite_metadata(data, record)
+    return data
+
+
+def io_quantization(flatbuffer):
+    """{"input_quantization": [scale, zero_point] or None, "output_quantization": ...} of
+    the first input and output of a .tflite flatbuffer (None for float tensors)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytearray(flatbuffer), 0)
+    subgraph = model.Subgraphs(0)
+
+    def params(index):
+        q = subgraph.Tensors(index).Quantization()
+        if q is None or not q.ScaleLength():
+            return None
+        return [float(q.Scale(0)), int(q.ZeroPoint(0))]
+
+    return {"input_quantization": params(subgraph.Inputs(0)),
+            "output_quantization": params(subgraph.Outputs(0))}
+
+
+def set_input_range(calibrated, low, high):
+    """Sets the calibrated min/max of every model input of `calibrated` to [low, high].
+
+    Used for integer inputs of a model that takes 0-255 RGB: [0, 255] gives the uint8
+    input scale 1 and zero point 0 (the raw bytes), whatever the calibration clips' range.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buf = bytearray(calibrated)
+    model = schema.Model.GetRootAs(buf, 0)
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for i in range(subgraph.InputsLength()):
+            q = subgraph.Tensors(subgraph.Inputs(i)).Quantization()
+            if q is None or q.MinLength() != 1 or q.MaxLength() != 1:
+                raise ValueError("The calibrated model has no statistics for its input.")
+            q.MinAsNumpy()[0] = low
+            q.MaxAsNumpy()[0] = high
+    return bytes(buf)
 
 
 # A calibrated range narrower than this is "degenerate": the tensor was zero on every
@@ -165,27 +283,34 @@ def widen_degenerate_ranges(calibrated, min_range=DEGENERATE_RANGE,
     return bytes(buf), widened
 
 
-def _calibrate_and_quantize(converter):
+def _calibrate_and_quantize(converter, input_dtype="float32", output_dtype="float32",
+                            input_range=None):
     """converter.convert() for full-integer int8, with degenerate ranges widened.
 
     The same two steps TFLiteConverter takes with its MLIR quantizer (calibrate, then
-    mlir_quantize with float input and output), split so that the calibration statistics
-    can be checked in between.
+    mlir_quantize with the inference input and output types), split so that the
+    calibration statistics can be checked (and the input range fixed) in between.
     """
+    import tensorflow as tf
     from tensorflow.lite.python import convert as tflite_convert
 
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     calibrated, _ = widen_degenerate_ranges(calibrated)
+    if input_range is not None:
+        calibrated = set_input_range(calibrated, *input_range)
     return tflite_convert.mlir_quantize(
         calibrated,
         disable_per_channel=converter._experimental_disable_per_channel,
+        input_data_type=tf.as_dtype(input_dtype),
+        output_data_type=tf.as_dtype(output_dtype),
         disable_per_channel_for_dense_layers=(
             converter._experimental_disable_per_channel_quantization_for_dense_layers))
 
 
 def export_tflite(model, path, quantize=None, representative_dataset=None, batch_size=1,
-                  input_dtype="float32", max_calibration_clips=100, integer_only=True):
+                  input_dtype="float32", max_calibration_clips=100, integer_only=True,
+                  output_dtype="float32", class_names=None, metadata=True, verbose=False):
     """Writes `model` as a .tflite file with builtin ops only.
 
     Args:
@@ -195,19 +320,29 @@ def export_tflite(model, path, quantize=None, representative_dataset=None, batch
         quantize: None (float32), "float16" (fp16 weights, float compute), "dynamic"
             (int8 weights, float activations) or "int8" (full-integer: int8 weights and
             activations, calibrated on `representative_dataset`).
-        representative_dataset: calibration clips for "int8"; see
-            keras_tin.export.calibration for the accepted forms (including the output of
-            keras_tin.data.load_dataset).
+        representative_dataset: calibration clips for "int8", raw RGB on 0-255 (clips
+            that look normalised are refused, see keras_tin.export.calibration, which
+            also lists the accepted forms, including keras_tin.data.load_dataset's).
         batch_size: static batch of the input (1, what phones run); None for dynamic.
-        input_dtype: "float32" (RGB on 0-255) or "uint8" (raw bytes, cast in the graph).
+        input_dtype: "float32" (RGB on 0-255) or "uint8" (raw bytes); with "int8"
+            quantization also "int8" (byte - 128). For "int8" quantization, "uint8" and
+            "int8" make the input a quantized tensor (scale 1; see the module docstring);
+            otherwise "uint8" bytes are cast to float in the graph.
         max_calibration_clips: clips used for int8 calibration.
         integer_only: for "int8", allow only int8 builtin kernels.
+        output_dtype: "float32"; with "int8" quantization also "int8" or "uint8" (the
+            output tensor quantized with its calibrated scale and zero point).
+        class_names: one name per class, stored in the file's keras_tin metadata (see
+            keras_tin.export.metadata; read back with keras_tin.export.read_metadata).
+        metadata: False to write no keras_tin metadata entry.
+        verbose: log int8 calibration progress (a line per tenth of the clips) to stderr.
 
     Returns:
         The file size in bytes.
     """
     data = convert_tflite(model, quantize, representative_dataset, batch_size, input_dtype,
-                          max_calibration_clips, integer_only)
+                          max_calibration_clips, integer_only, output_dtype, class_names,
+                          metadata, verbose)
     with open(os.fspath(path), "wb") as f:
         f.write(data)
     return len(data)
