@@ -28,8 +28,9 @@ def trained_run(tmp_path_factory):
                      "--epochs", "1", "--batch-size", "8", "--partial-bn", "false",
                      "--flip", "false", "--verbose", "0"]) == 0
     model = keras.saving.load_model(str(out / "best.keras"), compile=False)
-    export_tflite(model, str(root / "model.tflite"))
-    export_saved_model(model, str(root / "saved_model"))
+    names = (out / "labels.txt").read_text().splitlines()
+    export_tflite(model, str(root / "model.tflite"), class_names=names)
+    export_saved_model(model, str(root / "saved_model"), class_names=names)
     return data, out, root
 
 
@@ -58,12 +59,10 @@ def test_predict_names_classes_for_every_model_file_kind(trained_run, capsys):
     names = (out / "labels.txt").read_text().splitlines()
     checkpoint = sorted((out / "checkpoints").glob("epoch_*.weights.h5"))[-1]
     tops = []
-    for spec in (out / "best.keras", checkpoint, root / "model.tflite"):
+    # the exports have no labels.txt beside them: their names come from their metadata
+    for spec in (out / "best.keras", checkpoint, root / "model.tflite", root / "saved_model"):
         capsys.readouterr()
-        args = ["predict", str(clip), "--model", str(spec), "--json"]
-        if spec.suffix == ".tflite":  # no labels.txt beside it
-            args += ["--labels", str(out / "labels.txt")]
-        assert cli.main(args) == 0
+        assert cli.main(["predict", str(clip), "--model", str(spec), "--json"]) == 0
         printed = capsys.readouterr().out
         result = json.loads(printed[printed.index("["):])[0]
         assert {n for n, _ in result["top"]} == set(names)

@@ -18,6 +18,19 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print JSON instead of a list")
 
 
+def _stored_class_names(path):
+    """The class names an exported or saved file carries in its keras_tin metadata."""
+    if path.endswith(".h5"):
+        return None
+    from keras_tin.export import read_metadata
+
+    try:
+        metadata = read_metadata(path)
+    except (ValueError, OSError):
+        return None
+    return (metadata or {}).get("class_names") or None
+
+
 def run(args):
     from keras_tin.training.model_files import labels_file_for
     from keras_tin.training.model_files import open_model
@@ -29,7 +42,11 @@ def run(args):
     model = open_model(args.model)
     pretrained = args.model if registry.is_pretrained_name(args.model) else None
     labels = args.labels or (None if pretrained else labels_file_for(args.model))
-    names = find_labels(None, labels, model.output_shape[-1], pretrained=pretrained)
+    stored = _stored_class_names(args.model) if labels is None and not pretrained else None
+    if stored and len(stored) == model.output_shape[-1]:
+        names = stored
+    else:
+        names = find_labels(None, labels, model.output_shape[-1], pretrained=pretrained)
     results = predict_files(model, args.videos, args.top_k, names, args.num_clips,
                             args.num_crops, args.decoder)
     print(json.dumps(results, indent=2) if args.json else format_predictions(results))
