@@ -323,3 +323,12 @@ def test_registry_inputs_give_clear_errors(monkeypatch, tmp_path):
     (cache / registry.CACHE_SUBDIR / "published.pth").mkdir(parents=True)
     with pytest.raises(ValueError, match="cache entry .* is a directory"):
         registry.download("fake", cache_dir=str(cache))
+
+
+def test_tensor_of_the_wrong_rank_is_a_listed_mismatch(tmp_path, tin18_state):
+    """A 2-D tensor where a conv kernel belongs: listed as a shape mismatch, not NumPy's
+    'axes don't match array'."""
+    state = dict(tin18_state)
+    state["backbone.layer1.0.conv2.conv.weight"] = torch.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"shape mismatches.*layer1\.0\.conv2.*\(3, 4\)"):
+        load_weights(tiny(), save(state, tmp_path / "rank.pth"))

@@ -107,6 +107,11 @@ def match_variables(canonical, variables, keras_target, head_loaded, temporal):
         if variable is None:
             unexpected.append(f"{key} -> {target_layer}/{var_name}")
             continue
+        value = np.asarray(value)
+        if axes and value.ndim != len(axes):  # e.g. a 2-D tensor where a conv kernel goes
+            mismatched.append(f"{key} {tuple(value.shape)} -> {target_layer}/{var_name} "
+                              f"{tuple(variable.shape)}")
+            continue
         array = np.transpose(value, axes) if axes else value
         if tuple(array.shape) != tuple(variable.shape):
             mismatched.append(f"{key} {tuple(value.shape)} -> {target_layer}/{var_name} "
