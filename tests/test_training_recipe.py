@@ -28,7 +28,10 @@ def test_paper_defaults():
     c = TrainConfig()
     assert (c.lr, c.momentum, c.weight_decay, c.epochs, c.lr_steps) == (0.005, 0.9, 5e-4, 25,
                                                                            (10, 20))
-    assert (c.frames, c.dropout, c.partial_bn, c.depth) == (8, 0.5, True, 50)
+    assert (c.frames, c.dropout, c.depth) == (8, 0.5, 50)
+    # partial BN is the paper's (TSN's) fine-tuning recipe: on when starting from weights
+    assert c.partial_bn == "auto" and not c.use_partial_bn()
+    assert c.replace(weights="kinetics.keras").use_partial_bn()
     assert c.clipnorm > 0
 
 

@@ -3,6 +3,7 @@ training on synthetic motion through `keras-tin train` / `keras-tin evaluate`.""
 
 import csv
 import json
+import re
 
 import keras
 import numpy as np
@@ -71,7 +72,9 @@ def test_resume_keeps_finished_epochs(videos, tmp_path):
         np.testing.assert_array_equal(a, b)
     with open(out / "log.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
-    assert len(result.history["loss"]) == 2
+    # the history covers the whole run, as log.csv and history.json do; 2 epochs were new
+    assert len(result.history["loss"]) == 3 and result.initial_epoch == 1
+    assert json.loads((out / "history.json").read_text()) == result.history
     assert not (out / "backup").exists()
 
 
@@ -176,18 +179,23 @@ def test_predict_label_count_mismatch_is_an_error(tmp_path):
     assert find_labels(None, None, num_classes=5) is None
 
 
-def test_cli_errors_quote_the_value(videos, tmp_path, tiny_tin):
+def test_cli_errors_quote_the_value(videos, tmp_path, tiny_tin, capsys):
+    """Expected mistakes: exit status 1 and one line on stderr that quotes the value."""
     path = tmp_path / "model.keras"
     tiny_tin.save(str(path))
-    with pytest.raises(ValueError, match=r"takes clips of 8 frames.*frames=4.*--frames 8"):
-        cli.main(["evaluate", "--model", str(path), "--dataset", "folder", "--root", videos,
-                  "--frames", "4"])
-    with pytest.raises(FileNotFoundError, match=r"Received: root='.*missing'"):
-        cli.main(["train", "--dataset", "ucf101", "--root", str(tmp_path / "missing"),
-                  "--output-dir", str(tmp_path / "run")])
-    with pytest.raises(ValueError, match=r"Received: val_split='valid8'"):
-        cli.main(["train", "--dataset", "folder", "--root", videos, "--val-split", "valid8",
-                  "--output-dir", str(tmp_path / "run")])
-    with pytest.raises(FileNotFoundError, match=r"Received: --model"):
-        cli.main(["evaluate", "--model", str(tmp_path / "nope.keras"), "--dataset", "folder",
-                  "--root", videos])
+
+    def one_line_error(argv, pattern):
+        capsys.readouterr()
+        assert cli.main(argv) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert re.search(pattern, err), err
+
+    one_line_error(["evaluate", "--model", str(path), "--dataset", "folder", "--root", videos,
+                    "--frames", "4"], r"takes clips of 8 frames.*frames=4.*--frames 8")
+    one_line_error(["train", "--dataset", "ucf101", "--root", str(tmp_path / "missing"),
+                    "--output-dir", str(tmp_path / "run")], r"Received: root='.*missing'")
+    one_line_error(["train", "--dataset", "folder", "--root", videos, "--val-split", "valid8",
+                    "--output-dir", str(tmp_path / "run")], r"Received: val_split='valid8'")
+    one_line_error(["evaluate", "--model", str(tmp_path / "nope.keras"), "--dataset", "folder",
+                    "--root", videos], r"nope\.keras")

@@ -52,3 +52,16 @@ def check_classes(model, num_classes, source="the dataset", weights=None):
             f"{source} has {num_classes}. Evaluate on the dataset the weights were trained on, "
             f"or fine-tune first: `keras-tin train --weights <weights> ...` drops the old "
             f"classifier and trains a new {num_classes}-class one.")
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot go on; the message says why and what to do."""
+
+
+class TrainingDiverged(TrainingError):
+    """The training loss became NaN or infinite."""
+
+
+class NoUsableData(TrainingError):
+    """An epoch had no training (or validation) batch: every video was skipped, or too few
+    were left for one batch."""

@@ -2,17 +2,35 @@
 
 Defaults are the paper's (Setup and Implementation Details): ResNet-50, 8 frames,
 224 px, SGD with momentum 0.9, weight decay 5e-4, initial learning rate 0.005
-divided by 10 at epochs 10 and 20, 25 epochs, dropout 0.5, partial BN, and
-gradient clipping (global norm 20, as in the TSN/TSM code TIN builds on).
+divided by 10 at epochs 10 and 20, 25 epochs, dropout 0.5, partial BN when
+fine-tuning from pretrained weights (``partial_bn="auto"``), and gradient clipping
+(global norm 20, as in the TSN/TSM code TIN builds on).
+
+Choice-type fields are checked here, so a bad value in a config file fails before
+anything is built, with the same message as a bad flag; ``--help`` lists the choices.
 """
 
 import argparse
 import dataclasses
 import json
+import math
 import os
 
 MULTILABEL_DATASETS = ("mmit",)
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu", "data_parallel")
+# Copies of the lists the data and model code define (tests/test_training_resume_cli.py
+# checks they agree): importing those modules here would make `keras-tin train --help` slow.
+DATASETS = ("folder", "hmdb51", "jester", "kinetics400", "kinetics600", "mmit", "something-v1",
+            "something-v2", "ucf101")
+TEMPORAL_MODULES = ("tin", "tsm", "tsn")
+DEPTHS = (18, 34, 50, 101)
+SAMPLINGS = ("segment", "dense")
+DECODERS = ("opencv", "pyav")
+IMPLEMENTATIONS = ("auto", "portable", "custom_op")
+ON_ERROR = ("skip", "raise")
+CHOICES = {"dataset": DATASETS, "temporal": TEMPORAL_MODULES, "depth": DEPTHS,
+           "sampling": SAMPLINGS, "decoder": DECODERS, "implementation": IMPLEMENTATIONS,
+           "strategy": STRATEGIES, "on_error": ON_ERROR}
 
 
 @dataclasses.dataclass
@@ -35,7 +53,7 @@ class TrainConfig:
     base_filters: int = 64
     weights: str = None             # initialisation: pretrained name or file (ImageNet/Kinetics)
     dropout: float = 0.5
-    partial_bn: bool = True
+    partial_bn: object = "auto"     # True/False, or "auto": True only when `weights` is given
     implementation: str = "auto"
     multilabel: bool = None         # default: True for "mmit" (sigmoid + binary cross-entropy)
     # optimisation
@@ -56,18 +74,39 @@ class TrainConfig:
     tensorboard: bool = False
     seed: int = 0
     verbose: int = 1
+    on_error: str = "skip"          # bad videos: "skip" (count, report) or "raise" (stop)
+    report: str = None              # JSON file listing skipped videos and decode notes
 
     def __post_init__(self):
         self.lr_steps = tuple(int(s) for s in (self.lr_steps or ()))
         if self.multilabel is None:
             self.multilabel = self.dataset in MULTILABEL_DATASETS
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}. "
-                             f"Received: strategy={self.strategy!r}")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}. "
+                                 f"Received: {name}={getattr(self, name)!r}")
+        self.partial_bn = parse_partial_bn(self.partial_bn)
         if self.frames < 1 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("frames, batch_size and epochs must be positive. Received: "
                              f"frames={self.frames}, batch_size={self.batch_size}, "
                              f"epochs={self.epochs}")
+        for name in ("steps_per_epoch", "validation_steps", "lr_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be a positive integer or unset. "
+                                 f"Received: {name}={value!r}")
+        if not (self.lr >= 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number >= 0. Received: lr={self.lr!r}")
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be positive. Received: image_size={self.image_size}")
+
+    def use_partial_bn(self):
+        """Whether to freeze every BatchNorm but the first: ``partial_bn``, where "auto" means
+        only when starting from pretrained weights (TSN's fine-tuning recipe; from scratch,
+        frozen BatchNorm at its initial statistics makes the loss explode)."""
+        if self.partial_bn == "auto":
+            return self.weights is not None
+        return bool(self.partial_bn)
 
     def to_dict(self):
         d = dataclasses.asdict(self)
@@ -75,8 +114,9 @@ class TrainConfig:
         return d
 
     def save(self, path):
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2)
+        from keras_tin.training import run_folder
+
+        run_folder.write_text(path, json.dumps(self.to_dict(), indent=2))
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -112,9 +152,46 @@ def _bool(text):
     raise argparse.ArgumentTypeError(f"expected true/false. Received: {text!r}")
 
 
+def parse_partial_bn(value):
+    """True, False or "auto" from a bool or a string (flags, JSON, YAML)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if value.lower() == "auto":
+            return "auto"
+        try:
+            return _bool(value)
+        except argparse.ArgumentTypeError:
+            pass
+    raise ValueError(f"partial_bn must be true, false or auto. Received: partial_bn={value!r}")
+
+
+def _bool_or_auto(text):
+    try:
+        return parse_partial_bn(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected true, false or auto. Received: {text!r}") from None
+
+
+HELP = {
+    "partial_bn": "freeze every BatchNorm but the first (TSN's partial BN): true, false, or "
+                  "auto (default): only when starting from --weights (from scratch, frozen "
+                  "BatchNorm statistics make the loss explode)",
+    "on_error": "a video that cannot be read: skip it (counted, listed by --report) or raise "
+                "(stop at the first, naming the file)",
+    "report": "write a JSON report of skipped videos and decode notes (looped short clips, "
+              "wrong frame counts) here, kept up to date while training",
+    "weights": "initial weights: a pretrained name (keras_tin.weights.list_pretrained()) or "
+               "a .keras/.weights.h5/PyTorch file; the classifier is replaced when the class "
+               "count differs",
+    "output_dir": "run folder; rerunning the same command resumes an interrupted run there",
+}
+
+
 def _type_of(field):
     kind = {"flip": bool, "multilabel": bool, "weights": str, "lr_batch_size": int,
-            "steps_per_epoch": int, "validation_steps": int}.get(field.name)
+            "steps_per_epoch": int, "validation_steps": int, "report": str}.get(field.name)
     if kind is None:
         kind = type(field.default)
     return kind
@@ -130,10 +207,19 @@ def add_config_arguments(parser, defaults=None):
         default = getattr(defaults, name)
         kind = _type_of(field)
         help_text = f"default {default!r}"
-        if kind is bool:
-            parser.add_argument(flag, type=_bool, default=None, metavar="BOOL", help=help_text)
+        if name in HELP:
+            help_text = f"{HELP[name]} ({help_text})"
+        if name == "partial_bn":
+            parser.add_argument(flag, type=_bool_or_auto, default=None,
+                                metavar="{true,false,auto}", help=help_text)
+        elif kind is bool:
+            parser.add_argument(flag, type=_bool, default=None, metavar="{true,false}",
+                                help=help_text)
         elif kind is tuple:
             parser.add_argument(flag, type=int, nargs="*", default=None, help=help_text)
+        elif name in CHOICES:
+            parser.add_argument(flag, type=kind, choices=CHOICES[name], default=None,
+                                help=help_text)
         else:
             parser.add_argument(flag, type=kind, default=None, help=help_text)
 
