@@ -76,7 +76,7 @@ def test_model_file_errors_are_one_line(tmp_path, capsys):
     cases = [(str(bare), "bare weights file"),
              (str(tmp_path), "without saved_model.pb"),
              (str(tmp_path / "missing.keras"), "Model file not found"),
-             ("not_a_record", "neither an existing model file nor a pretrained name")]
+             ("not_a_record", "is neither an existing model file")]
     for spec, message in cases:
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             open_model(spec)
