@@ -106,3 +106,18 @@ def test_confusion_matrix_plot_shows_counts(tmp_path, monkeypatch):
     assert sorted(written) == sorted((j, i, str(c)) for (i, j), c in np.ndenumerate(matrix)
                                      if c)
     assert (tmp_path / "cm.png").stat().st_size > 0
+
+
+def test_trained_keras_files_carry_their_class_names(trained_run, tmp_path):
+    """best.keras / model.keras hold the run's class names in their keras_tin metadata, so
+    they survive being copied away from labels.txt."""
+    import shutil
+
+    from keras_tin.export import read_metadata
+
+    data, out, root = trained_run
+    names = (out / "labels.txt").read_text().splitlines()
+    for name in ("best.keras", "model.keras"):
+        alone = tmp_path / name
+        shutil.copy(out / name, alone)
+        assert read_metadata(str(alone))["class_names"] == names

@@ -246,7 +246,25 @@ class RunFolder:
         atomic_save(path, lambda tmp: model.save_weights(tmp))
 
     def save_model(self, model, path):
-        atomic_save(path, lambda tmp: model.save(tmp))
+        """model.save, with the run's class names (labels.txt) in the file's keras_tin
+        metadata, so they travel with best.keras/model.keras (keras_tin.export.read_metadata)."""
+        def write(tmp):
+            model.save(tmp)
+            names = self.class_names()
+            if names and len(names) == model.output_shape[-1]:
+                from keras_tin.export.metadata import model_metadata
+                from keras_tin.export.metadata import write_keras_metadata
+                write_keras_metadata(tmp, model_metadata(model, names))
+
+        atomic_save(path, write)
+
+    def class_names(self):
+        """The names of labels.txt, or None before it is written."""
+        path = self.path("labels.txt")
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
 
     def write_log(self, rows):
         write_text(self.path(LOG), format_log(rows))
