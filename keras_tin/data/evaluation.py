@@ -14,6 +14,29 @@ import numpy as np
 from keras_tin.data import errors as err
 
 
+def topk_accuracy(scores, labels, k):
+    """Top-k accuracy of (N, K) scores against (N,) labels. k must be below the class count
+    (k >= K counts every video as correct), so top-5 is for more than 5 classes."""
+    if k >= scores.shape[1] and k > 1:
+        raise ValueError(f"top-{k} accuracy is meaningless with {scores.shape[1]} classes "
+                         f"(always 1.0).")
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def mean_average_precision(scores, multi_hot):
+    """Mean over classes with a positive of average precision (ties broken stably)."""
+    aps = []
+    for c in range(scores.shape[1]):
+        positive = multi_hot[:, c] > 0
+        if not positive.any():
+            continue
+        hits = positive[np.argsort(-scores[:, c], kind="stable")]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        aps.append(float(np.sum(precision * hits) / hits.sum()))
+    return float(np.mean(aps)) if aps else float("nan")
+
+
 @dataclasses.dataclass
 class ViewScores:
     """Per-video averaged scores ``(N, K)`` and labels (``(N,)`` int or ``(N, K)`` multi-hot)."""
@@ -22,24 +45,14 @@ class ViewScores:
     labels: np.ndarray
 
     def accuracy(self, k=1):
-        """Top-k accuracy over videos (single-label datasets)."""
+        """Top-k accuracy over videos (single-label datasets; k below the class count)."""
         if self.labels.ndim != 1:
             raise ValueError("top-k accuracy needs single-label labels; use mean_average_precision()")
-        top = np.argsort(-self.scores, axis=1)[:, :k]
-        return float(np.mean(np.any(top == self.labels[:, None], axis=1)))
+        return topk_accuracy(self.scores, self.labels, k)
 
     def mean_average_precision(self):
         """Mean over classes of average precision (multi-label datasets, e.g. Multi-Moments)."""
-        aps = []
-        for c in range(self.scores.shape[1]):
-            positive = self.labels[:, c] > 0
-            if not positive.any():
-                continue
-            order = np.argsort(-self.scores[:, c])
-            hits = positive[order]
-            precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-            aps.append(float(np.sum(precision * hits) / hits.sum()))
-        return float(np.mean(aps)) if aps else float("nan")
+        return mean_average_precision(self.scores, self.labels)
 
 
 def _activate(x, activation):

@@ -15,17 +15,9 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
+from keras_tin.data.evaluation import mean_average_precision
+from keras_tin.data.evaluation import topk_accuracy
 from keras_tin.training import checks
-
-
-def topk_accuracy(scores, labels, k):
-    """Top-k accuracy. k must be below the class count: with k >= classes every video
-    counts as correct, so callers report top-5 only for more than 5 classes."""
-    if k >= scores.shape[1] and k > 1:
-        raise ValueError(f"top-{k} accuracy is meaningless with {scores.shape[1]} classes "
-                         f"(always 1.0).")
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
 
 
 def mean_class_accuracy(scores, labels, num_classes):
@@ -34,19 +26,6 @@ def mean_class_accuracy(scores, labels, num_classes):
     recalls = [np.mean(predicted[labels == c] == c) for c in range(num_classes)
                if np.any(labels == c)]
     return float(np.mean(recalls))
-
-
-def mean_average_precision(scores, multi_hot):
-    """Mean over classes with a positive of average precision (ties broken stably)."""
-    aps = []
-    for c in range(scores.shape[1]):
-        positive = multi_hot[:, c] > 0
-        if not positive.any():
-            continue
-        hits = positive[np.argsort(-scores[:, c], kind="stable")]
-        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-        aps.append(float(np.sum(precision * hits) / hits.sum()))
-    return float(np.mean(aps)) if aps else float("nan")
 
 
 def confusion_matrix(scores, labels, num_classes):
