@@ -30,20 +30,22 @@ def _model_normalization(model):
 
 def _model_non_local(model):
     """The non-local mode of a keras_tin model's blocks, or None."""
+    from keras_tin.layers import NonLocalAttention
+
     for layer in model._flatten_layers(include_self=False):
-        mode = getattr(layer, "mode", None)
-        if type(layer).__name__ == "NonLocalAttention" and mode:
-            return mode
+        if isinstance(layer, NonLocalAttention):
+            return layer.mode
     return None
 
 
 def _check_record_against_model(model, record):
     wanted_nl, have_nl = record.get("non_local"), _model_non_local(model)
     if wanted_nl != have_nl:
+        has = "non-local blocks" if wanted_nl else "no non-local blocks"
         built = f"non_local={have_nl!r}" if have_nl else "no non-local blocks"
-        raise ValueError(f"'{record['name']}' has {'non-local blocks' if wanted_nl else 'no non-local blocks'}"
-                         f" (non_local={wanted_nl!r}) but model '{model.name}' was built with "
-                         f"{built}; build it with non_local={wanted_nl!r}.")
+        raise ValueError(f"'{record['name']}' has {has} (non_local={wanted_nl!r}) but model "
+                         f"'{model.name}' was built with {built}; build it with "
+                         f"non_local={wanted_nl!r}.")
     wanted = record.get("normalization")
     have = _model_normalization(model)
     if wanted and have != wanted:
