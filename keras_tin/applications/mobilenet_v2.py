@@ -21,17 +21,9 @@ from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
 from keras_tin.applications.video_model import resolve_normalization
 from keras_tin.applications.video_model import video_head
-
-# (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper.
-INVERTED_RESIDUAL_SETTINGS = (
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-)
+# (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper;
+# the table is shared with the checkpoint layout (weights side, imported from there).
+from keras_tin.weights.layouts_mobilenet import INVERTED_RESIDUAL_SETTINGS  # noqa: E402
 TIN_SHIFT_DIV = 4
 TSM_SHIFT_DIV = 8
 

@@ -6,6 +6,11 @@ temporal module sits in every block of stages 1-4, on the residual branch, in
 front of the first conv; the shortcut sees the un-shifted input. Frames are
 folded into the batch inside the model; the head averages per-frame logits.
 
+Where a module sits is declared by its ModuleSpec in keras_tin.applications.temporal_modules
+(placements before_conv1, after_conv1, conv2, after_bn3, after_block, after_stage, head;
+stem and stage-stride rules): the block builders below call those hook points, so a new
+temporal kind is one layer file plus one registry line.
+
 TSM on a network whose third stage has 23 or more blocks (ResNet-101) shifts only every
 other block of every stage (blocks 0, 2, 4, ...): the published TSM code does this
 (MIT temporal-shift-module ops/temporal_shift.py make_temporal_shift, n_round = 2; mmaction2
@@ -27,6 +32,10 @@ import numbers
 import keras
 
 from keras_tin import layers as tin_layers
+from keras_tin.applications import temporal_modules
+from keras_tin.applications.temporal_modules import BN_EPSILON
+from keras_tin.applications.temporal_modules import BN_MOMENTUM
+from keras_tin.applications.temporal_modules import Site
 from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
@@ -41,8 +50,6 @@ DEPTHS = {
     50: ("bottleneck", (3, 4, 6, 3)),
     101: ("bottleneck", (3, 4, 23, 3)),
 }
-BN_EPSILON = 1e-5
-BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
 # mmaction2's non-local TSM-R50 configs: blocks 0, 2 of layer2 and 0, 2, 4 of layer3.
 DEFAULT_NON_LOCAL_BLOCKS = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
 
@@ -54,17 +61,9 @@ def _batch_norm(name):
 
 def module_every(temporal, stage_blocks):
     """1, or 2 when only every other block of each stage carries the temporal module
-    (TSM with a third stage of 23+ blocks: the published code's n_round)."""
-    return 2 if temporal == "tsm" and stage_blocks[2] >= 23 else 1
-
-
-def _temporal_module(kind, frames, name, implementation):
-    if kind == "tin":
-        return tin_layers.TemporalInterlace(frames, shift_div=4, implementation=implementation,
-                                            name=name + "_tin")
-    if kind == "tsm":
-        return tin_layers.TemporalShift(frames, shift_div=8, name=name + "_tsm")
-    return None
+    (TSM with a third stage of 23+ blocks: the published code's n_round). The rule is the
+    registered ModuleSpec's `module_every`."""
+    return temporal_modules.get(temporal).module_every(stage_blocks)
 
 
 def _conv(filters, kernel_size, strides, name, module=None, fuse=True):
@@ -79,24 +78,81 @@ def _shortcut(x, filters, strides, name):
     return _batch_norm(name + "_downsample_bn")(x)
 
 
-def _bottleneck(x, planes, strides, name, module, fuse):
+class _Block:
+    """The modules (ModuleSpecs) active in one residual block, and its Site fields."""
+
+    def __init__(self, specs, frames, name, stage, index, options):
+        self.specs, self.frames, self.name = specs, frames, name
+        self.stage, self.index, self.options = stage, index, options
+
+    def build(self, placement, channels, **site):
+        """[(spec, built module)] for the placement, in spec order; None builds skipped."""
+        out = []
+        for spec in self.specs:
+            if spec.placement == placement:
+                module = spec.build(Site(self.frames, channels, self.name, self.stage,
+                                         self.index, options=self.options, **site))
+                if module is not None:
+                    out.append((spec, module))
+        return out
+
+    def apply(self, placement, x):
+        for _, module in self.build(placement, x.shape[-1]):
+            x = module(x)
+        return x
+
+    def before_conv1(self, x):
+        """(branch input, the module to fuse into conv1 or None): the last fusable
+        "before_conv1" module is fused, any others are applied to the branch in order."""
+        built = self.build("before_conv1", x.shape[-1])
+        fused = built.pop()[1] if built and built[-1][0].fusable else None
+        for _, module in built:
+            x = module(x)
+        return x, fused
+
+    def conv2(self, x, filters, strides):
+        """The "conv2" replacement (3x3 conv + its BN), or None for the plain conv2."""
+        built = self.build("conv2", x.shape[-1], filters=filters, strides=strides)
+        if len(built) > 1:
+            raise ValueError(f"Block {self.name}: more than one module replaces conv2: "
+                             f"{[spec.name for spec, _ in built]}")
+        return built[0][1] if built else None
+
+
+def _bottleneck(x, planes, strides, name, block, fuse):
     shortcut = _shortcut(x, planes * 4, strides, name)
-    y = _conv(planes, 1, 1, name + "_conv1", module, fuse)(x)
+    y, module = block.before_conv1(x)
+    y = _conv(planes, 1, 1, name + "_conv1", module, fuse)(y)
     y = keras.layers.ReLU()(_batch_norm(name + "_bn1")(y))
-    y = _conv(planes, 3, strides, name + "_conv2")(y)
-    y = keras.layers.ReLU()(_batch_norm(name + "_bn2")(y))
+    y = block.apply("after_conv1", y)
+    conv2 = block.conv2(y, planes, strides)
+    if conv2 is None:
+        y = _conv(planes, 3, strides, name + "_conv2")(y)
+        y = keras.layers.ReLU()(_batch_norm(name + "_bn2")(y))
+    else:
+        y = keras.layers.ReLU()(conv2(y))
     y = _conv(planes * 4, 1, 1, name + "_conv3")(y)
     y = _batch_norm(name + "_bn3")(y)
-    return keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
+    y = block.apply("after_bn3", y)
+    y = keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
+    return block.apply("after_block", y)
 
 
-def _basic(x, planes, strides, name, module, fuse):
+def _basic(x, planes, strides, name, block, fuse):
     shortcut = _shortcut(x, planes, strides, name)
-    y = _conv(planes, 3, strides, name + "_conv1", module, fuse)(x)
+    y, module = block.before_conv1(x)
+    y = _conv(planes, 3, strides, name + "_conv1", module, fuse)(y)
     y = keras.layers.ReLU()(_batch_norm(name + "_bn1")(y))
-    y = _conv(planes, 3, 1, name + "_conv2")(y)
-    y = _batch_norm(name + "_bn2")(y)
-    return keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
+    y = block.apply("after_conv1", y)
+    conv2 = block.conv2(y, planes, 1)
+    if conv2 is None:
+        y = _conv(planes, 3, 1, name + "_conv2")(y)
+        y = _batch_norm(name + "_bn2")(y)
+    else:
+        y = conv2(y)
+    y = block.apply("after_bn3", y)  # the branch's last BN (bn2 in a basic block)
+    y = keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
+    return block.apply("after_block", y)
 
 
 def non_local_placement(non_local, non_local_blocks, stage_blocks):
@@ -131,34 +187,6 @@ def non_local_placement(non_local, non_local_blocks, stage_blocks):
                  for stage, n in zip(non_local_blocks, stage_blocks))
 
 
-def _non_local(x, frames, mode, name):
-    """mmcv NonLocal3d (sub_sample=True, use_scale=False, BN3d) on a block output x."""
-    channels = x.shape[-1]
-    inter = max(channels // 2, 1)
-    if any(size is not None and size < 2 for size in x.shape[1:3]):
-        raise ValueError(f"The non-local block after {name} max-pools its keys 2x2 but the "
-                         f"feature map there is {tuple(x.shape[1:3])}; use a larger input or "
-                         f"other non_local_blocks.")
-
-    def embed(layer):
-        return keras.layers.Conv2D(
-            inter, 1, use_bias=True, name=f"{name}_nl_{layer}",
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-            bias_initializer="zeros")(x)
-
-    g = keras.layers.MaxPooling2D(2, name=f"{name}_nl_g_pool")(embed("g"))
-    if mode == "gaussian":
-        theta, phi = x, keras.layers.MaxPooling2D(2, name=f"{name}_nl_phi_pool")(x)
-    else:
-        theta = embed("theta")
-        phi = keras.layers.MaxPooling2D(2, name=f"{name}_nl_phi_pool")(embed("phi"))
-    y = tin_layers.NonLocalAttention(frames, mode, name=f"{name}_nl_attention")([theta, phi, g])
-    y = keras.layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_nl_conv_out")(y)
-    y = keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                        gamma_initializer="zeros", name=f"{name}_nl_bn")(y)
-    return keras.layers.Add(name=f"{name}_nl_out")([x, y])
-
-
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
                    input_tensor=None, input_shape=None, pooling=None, classes=400,
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
@@ -167,7 +195,8 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     """Builds a temporal ResNet; the public constructors below fix temporal and depth.
 
     Args:
-        temporal: "tin", "tsm" or "tsn" (no temporal module).
+        temporal: "tin", "tsm" or "tsn" (no temporal module), or any kind registered in
+            keras_tin.applications.temporal_modules (its ModuleSpec says where it sits).
         depth: 18, 34, 50 or 101.
         frames: frames per clip (8 in every released checkpoint).
         include_top: whether to include the per-frame classifier and frame averaging.
@@ -203,33 +232,39 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     Returns:
         A keras.Model on clips of shape (batch, frames, H, W, 3).
     """
+    spec = temporal_modules.get(temporal)  # the error lists the registered kinds
     normalization = resolve_normalization(normalization, weights)
     frames, classes = check_video_args(temporal, frames, include_top, pooling, classes,
-                                       input_shape, normalization)
+                                       input_shape, normalization,
+                                       kinds=temporal_modules.names())
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
     base_filters = positive_int(base_filters, "base_filters")
     block_kind, stage_blocks = DEPTHS[depth]
     block_fn = _bottleneck if block_kind == "bottleneck" else _basic
-    every = module_every(temporal, stage_blocks)
+    every = spec.module_every(stage_blocks)
     placement = non_local_placement(non_local, non_local_blocks, stage_blocks)
+    options = {"implementation": implementation, "non_local": non_local}
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = _conv(base_filters, 7, 2, "conv1")(x)
     x = keras.layers.ReLU()(_batch_norm("bn1")(x))
-    x = keras.layers.ZeroPadding2D(1)(x)  # zero padding == -inf padding after ReLU
-    x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
+    if spec.stem_maxpool:
+        x = keras.layers.ZeroPadding2D(1)(x)  # zero padding == -inf padding after ReLU
+        x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
     for stage, blocks in enumerate(stage_blocks):
         planes = base_filters * 2 ** stage
         for b in range(blocks):
             block = f"layer{stage + 1}_{b}"
-            strides = 2 if (b == 0 and stage > 0) else 1
-            module = (_temporal_module(temporal, frames, block, implementation)
-                      if b % every == 0 else None)
-            x = block_fn(x, planes, strides, block, module, fuse)
-            if placement and placement[stage][b]:
-                x = _non_local(x, frames, non_local, block)
+            strides = spec.stage_strides[stage] if b == 0 else 1
+            specs = ((spec,) if b % every == 0 else ()) + (
+                (temporal_modules.NON_LOCAL,) if placement and placement[stage][b] else ())
+            x = block_fn(x, planes, strides, block,
+                         _Block(specs, frames, block, stage, b, options), fuse)
+        x = _Block((spec,), frames, f"layer{stage + 1}", stage, None,
+                   options).apply("after_stage", x)
+    head = _Block((spec,), frames, "head", None, None, options).build("head", x.shape[-1])
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
-                   dropout_rate)
+                   dropout_rate, pool=head[0][1] if head else None)
     return finish_model(inputs, x, name or f"{temporal}_resnet{depth}", weights, partial_bn)
 
 

@@ -31,15 +31,16 @@ def resolve_normalization(normalization, weights):
 
 
 def check_video_args(temporal, frames, include_top, pooling, classes, input_shape,
-                     normalization):
+                     normalization, kinds=TEMPORAL_MODULES):
     """Refuses bad constructor arguments with an error quoting the value; returns
     (frames, classes) as Python ints (classes unchanged without a top).
 
     frames and classes: Python or NumPy integers >= 1 (bools are refused, although
-    True == 1); input_shape: (frames, H, W, 3) or (H, W, 3), H and W None or >= 1.
+    True == 1); input_shape: (frames, H, W, 3) or (H, W, 3), H and W None or >= 1;
+    temporal: one of `kinds` (TemporalResNet passes the temporal-module registry's names).
     """
-    if temporal not in TEMPORAL_MODULES:
-        raise ValueError(f"temporal must be one of {TEMPORAL_MODULES}. Received: temporal={temporal!r}")
+    if temporal not in kinds:
+        raise ValueError(f"temporal must be one of {tuple(kinds)}. Received: temporal={temporal!r}")
     frames = positive_int(frames, "frames")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
@@ -90,12 +91,24 @@ def clip_input(frames, input_tensor, input_shape, normalization):
     return inputs, x
 
 
-def video_head(x, frames, include_top, pooling, classes, classifier_activation, dropout_rate):
+def video_head(x, frames, include_top, pooling, classes, classifier_activation, dropout_rate,
+               pool=None):
     """Per-frame features (B*T, h, w, C) -> the model output.
 
     include_top: per-frame logits averaged over frames (TSN consensus), then the activation.
     Otherwise pooling None gives (B, T, h, w, C), "avg"/"max" give (B, C).
+    pool: a "head" temporal module (e.g. TCP), a callable (B*T, h, w, C) -> (B, D) that
+    replaces pooling and the frame consensus: the classifier then sees clip features, and
+    without a top the model outputs them.
     """
+    if pool is not None:
+        x = pool(x)
+        if not include_top:
+            return x
+        x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
+        x = keras.layers.Dense(classes, name="fc")(x)
+        return keras.layers.Activation(classifier_activation, dtype="float32",
+                                       name="predictions")(x)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (B*T, C)
         x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
@@ -116,8 +129,9 @@ def video_head(x, frames, include_top, pooling, classes, classifier_activation, 
 def finish_model(inputs, outputs, name, weights, partial_bn):
     model = keras.Model(inputs, outputs, name=name)
     if weights is not None:
+        from keras_tin.applications.records import build_for_record
         from keras_tin.weights.loading import load_weights
-        load_weights(model, weights)
+        load_weights(model, weights, build_source=build_for_record)
     if partial_bn:
         freeze_batchnorm(model)
     return model

@@ -214,7 +214,7 @@ def head_classes(state_dict, layout=None):
 
 def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=None,
                        normalization="imagenet", use_torch=False, verbose=True,
-                       non_local=None):
+                       non_local=None, build_model=None):
     """Converts a PyTorch checkpoint to a keras_tin .weights.h5 file.
 
     Args:
@@ -229,21 +229,23 @@ def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=N
         use_torch: read the checkpoint with torch.load(weights_only=True).
         non_local: the non-local mode of a non-local TSM checkpoint ("embedded_gaussian",
             "dot_product" or "gaussian"; the keys do not tell the first two apart), else None.
+        build_model: arch, **kwargs -> keras model (default:
+            keras_tin.applications.records.build_for_architecture, imported when called;
+            this module does not import the model builders).
 
     Returns:
         The Keras model holding the converted weights.
     """
-    from keras_tin.applications.temporal_resnet import TemporalResNet
-
     if not str(out_path).endswith(".weights.h5"):
         raise ValueError(f"out_path must end with .weights.h5. Received: out_path={out_path!r}")
-    temporal, depth = parse_architecture(arch)
+    parse_architecture(arch)
+    if build_model is None:
+        from keras_tin.applications.records import build_for_architecture as build_model
     state_dict = pth_reader.extract_state_dict(pth_reader.read_checkpoint(in_path, use_torch))
     if classes is None:
         classes = head_classes(state_dict, layout)
-    model = TemporalResNet(temporal, depth, frames=frames, include_top=classes is not None,
-                           classes=classes or 1, normalization=normalization,
-                           non_local=non_local)
+    model = build_model(arch, frames=frames, include_top=classes is not None,
+                        classes=classes or 1, normalization=normalization, non_local=non_local)
     assign_state_dict(model, state_dict, layout, verbose)
     model.save_weights(str(out_path))
     return model

@@ -24,14 +24,15 @@ def parse_architecture(arch):
 
 def build_model(arch, **kwargs):
     """The TemporalMobileNetV2 a manifest architecture name such as 'tsm_mobilenetv2' needs;
-    kwargs (frames, classes, normalization, input_shape, ...) go to TemporalMobileNetV2."""
-    from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
-
-    temporal = parse_architecture(arch)
-    if temporal is None:
+    kwargs (frames, classes, normalization, input_shape, ...) go to TemporalMobileNetV2.
+    A thin wrapper of keras_tin.applications.records.build_for_architecture, imported
+    when called (this package does not import the model builders)."""
+    if parse_architecture(arch) is None:
         raise ValueError("arch must be tin_mobilenetv2, tsm_mobilenetv2 or tsn_mobilenetv2. "
                          f"Received: arch={arch!r}")
-    return TemporalMobileNetV2(temporal, **kwargs)
+    from keras_tin.applications.records import build_for_architecture
+
+    return build_for_architecture(arch, **kwargs)
 
 
 def is_mobilenet_model(model):

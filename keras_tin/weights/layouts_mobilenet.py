@@ -34,8 +34,18 @@ import re
 
 import numpy as np
 
-from keras_tin.applications.mobilenet_v2 import INVERTED_RESIDUAL_SETTINGS
-
+# (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper.
+# keras_tin.applications.mobilenet_v2 builds from this table (it lives here so that the
+# weights package never imports the model builders).
+INVERTED_RESIDUAL_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 LAYOUTS = ("openmmlab", "authors", "torchvision")
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 

@@ -1,4 +1,11 @@
-"""`weights=` for keras_tin models: a manifest name, a Keras weights file or a PyTorch checkpoint."""
+"""`weights=` for keras_tin models: a manifest name, a Keras weights file or a PyTorch checkpoint.
+
+This module does not import keras_tin.applications: the model builders depend on it, not
+the reverse. Where a model must be built for a manifest record (a published keras_tin
+conversion is loaded into a model of the record's architecture first), the caller passes
+`build_source` (keras_tin.applications.records.build_for_record); `build_for_record` and
+`pretrained` here are thin wrappers that import the applications side when called.
+"""
 
 import os
 import warnings
@@ -6,7 +13,6 @@ import warnings
 import numpy as np
 
 from keras_tin.weights import convert
-from keras_tin.weights import convert_mobilenet
 from keras_tin.weights import registry
 
 TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar")
@@ -63,7 +69,7 @@ def _check_record_against_model(model, record):
 
 
 def load_weights(model, weights, allow_unverified=False, use_torch=False, verbose=True,
-                 cache_dir=None):
+                 cache_dir=None, build_source=None):
     """Loads `weights` into `model` and returns the model.
 
     Args:
@@ -76,6 +82,8 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
         use_torch: read PyTorch files with torch.load(weights_only=True).
         verbose: print what was dropped or left at initialisation.
         cache_dir: download directory (default: the Keras cache, ~/.keras).
+        build_source: record -> keras model, for manifest records published as keras_tin
+            conversions (default: keras_tin.applications.records.build_for_record).
     """
     if weights is None:
         return model
@@ -85,7 +93,7 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
         if record.get("converted_url"):  # a published keras_tin conversion: no torch file
             path = registry.download(weights, cache_dir=cache_dir,
                                      allow_unverified=allow_unverified, converted=True)
-            source = build_for_record(record)
+            source = (build_source or build_for_record)(record)
             source.load_weights(path)
             transfer_weights(source, model, verbose=verbose)
             return model
@@ -184,33 +192,16 @@ def _info(message, verbose):
 
 
 def build_for_record(record, **kwargs):
-    """The keras_tin model a manifest record's weights belong to (architecture, non-local
-    mode, frames, classes and normalisation from the record); kwargs override. An image
-    backbone record (resnet50/resnet101) gives a TSN ResNet with its 1000-class head."""
-    from keras_tin.applications.temporal_resnet import TemporalResNet
+    """The keras_tin model a manifest record's weights belong to; see
+    keras_tin.applications.records.build_for_record (imported when called)."""
+    from keras_tin.applications.records import build_for_record as build
 
-    arch = record["architecture"]
-    kwargs.setdefault("classes", record["classes"])
-    kwargs.setdefault("normalization", record["normalization"])
-    kwargs.setdefault("frames", record["frames"] or 1)  # image backbones: one frame
-    if convert_mobilenet.parse_architecture(arch):
-        return convert_mobilenet.build_model(arch, **kwargs)
-    if arch in ("resnet50", "resnet101"):
-        temporal, depth = "tsn", int(arch[len("resnet"):])
-    else:
-        temporal, depth = convert.parse_architecture(arch)
-    if record.get("non_local"):
-        kwargs.setdefault("non_local", record["non_local"])
-    return TemporalResNet(temporal, depth, **kwargs)
+    return build(record, **kwargs)
 
 
 def pretrained(name, allow_unverified=False, **kwargs):
-    """Builds the model a manifest checkpoint needs (architecture, non-local mode, frames,
-    classes, normalisation from its record) and loads it. kwargs go to TemporalResNet."""
-    record = registry.get_record(name)
-    if record["architecture"] in ("resnet50", "resnet101"):
-        depth = record["architecture"][len("resnet"):]
-        raise ValueError(f"'{name}' is an image backbone: build a temporal ResNet-{depth} "
-                         f"(e.g. TINResNet{depth}) and pass weights={name!r} to initialise it.")
-    model = build_for_record(record, **kwargs)
-    return load_weights(model, name, allow_unverified=allow_unverified)
+    """Builds the model a manifest checkpoint needs and loads it; see
+    keras_tin.applications.records.pretrained (imported when called)."""
+    from keras_tin.applications.records import pretrained as build
+
+    return build(name, allow_unverified=allow_unverified, **kwargs)
