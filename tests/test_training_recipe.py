@@ -153,3 +153,20 @@ def test_trained_keras_file_loads_after_plain_import_keras_tin(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[-2:] == ["SGDL2", str(model.optimizer.l2)]
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
+def test_fine_tune_from_a_file_with_another_class_count(tmp_path, suffix, capsys):
+    """--weights with a local file of another class count: everything but the classifier
+    loads (keras_tin.weights' all-or-nothing transfer), and the dropped head is announced."""
+    config = TrainConfig(temporal="tin", depth=18, base_filters=16, image_size=32, frames=4,
+                         dropout=0.0)
+    source = build_model(config, 5, compile=False)
+    path = str(tmp_path / f"source{suffix}")
+    (source.save if suffix == ".keras" else source.save_weights)(path)
+    model = build_model(config.replace(weights=path), 3, compile=False)
+    assert "5 classes but the model has 3" in capsys.readouterr().out
+    for name in ("conv1", "layer2_0_conv1", "layer4_1_bn2"):
+        for got, want in zip(model.get_layer(name).weights, source.get_layer(name).weights):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert model.output_shape == (None, 3)

@@ -102,70 +102,22 @@ def _is_pretrained_name(weights):
     return registry.is_pretrained_name(weights)
 
 
-def _classes_in_weights_file(path):
-    """The class count of the classifier kernel stored in a .weights.h5 file, else None.
-
-    Keras names top-level layers in the file by class ("layers/dense/vars/0"); the
-    classifier is the model's only top-level Dense (TIN's own Dense layers are nested).
-    """
-    import h5py
-
-    found = []
-
-    def visit(name, obj):
-        parts = name.split("/")
-        if (isinstance(obj, h5py.Dataset) and len(parts) == 4 and parts[0] == "layers"
-                and parts[1].startswith("dense") and obj.ndim == 2):
-            found.append(obj.shape[-1])
-
-    with h5py.File(path, "r") as f:
-        f.visititems(visit)
-    return found[0] if len(found) == 1 else None
-
-
-def _transfer(source, model, verbose=True):
-    """Copies every layer's weights by name except the classifier ``fc`` (timm-style head drop)."""
-    copied = 0
-    for layer in model.layers:
-        if layer.name == "fc" or not layer.weights:
-            continue
-        try:
-            other = source.get_layer(layer.name)
-        except ValueError:
-            continue
-        layer.set_weights(other.get_weights())
-        copied += 1
-    if verbose:
-        print(f"Initialised {copied} layers from '{source.name}'; the classifier "
-              f"({source.output_shape[-1]} classes) was dropped for a new "
-              f"{model.output_shape[-1]}-class one.")
-
-
-def init_weights(model, weights, config, verbose=True):
-    """Loads a local .keras / .weights.h5 file; a classifier of another class count is dropped."""
-    from keras_tin.applications import TemporalResNet
+def init_weights(model, weights, verbose=True):
+    """Loads a local .keras / .weights.h5 file (keras_tin.weights.load_weights: matched by
+    layer and variable name, all or nothing; a classifier of another class count is
+    dropped with a message)."""
+    from keras_tin.weights.loading import load_weights
+    from keras_tin.weights.loading import transfer_weights
 
     path = os.fspath(weights)
     if not os.path.exists(path):
         raise ValueError(f"weights must be a pretrained name or an existing file. Received: "
                          f"weights={weights!r}. See keras_tin.weights.list_pretrained().")
-    classes = model.output_shape[-1]
     if path.endswith(".keras"):
         source = keras.saving.load_model(path, compile=False)
-        checks.check_frames(source, checks.model_frames(model), f"the model being built")
-        if source.output_shape[-1] == classes:
-            model.set_weights(source.get_weights())
-        else:
-            _transfer(source, model, verbose)
-        return model
-    stored = _classes_in_weights_file(path) if path.endswith(".h5") else None
-    if stored is not None and stored != classes:
-        source = build_model(config.replace(weights=None), stored, compile=False)
-        source.load_weights(path)
-        _transfer(source, model, verbose)
-        return model
-    model.load_weights(path)
-    return model
+        checks.check_frames(source, checks.model_frames(model), "the model being built")
+        return transfer_weights(source, model, verbose=verbose)
+    return load_weights(model, path, verbose=verbose)
 
 
 def build_model(config, num_classes, compile=True, num_replicas=1):
@@ -183,7 +135,7 @@ def build_model(config, num_classes, compile=True, num_replicas=1):
         base_filters=config.base_filters, weights=config.weights if by_constructor else None,
         name=f"{config.temporal}_resnet{config.depth}")
     if config.weights is not None and not by_constructor:
-        init_weights(model, config.weights, config, verbose=config.verbose > 0)
+        init_weights(model, config.weights, verbose=config.verbose > 0)
     if config.use_partial_bn():
         freeze_batchnorm(model)
     if compile:
