@@ -129,6 +129,19 @@ def _conv_bn_relu6(cin, cout, k, stride):
                          nn.BatchNorm2d(cout), nn.ReLU6())
 
 
+def _features(block):
+    """The MobileNetV2 feature stack (stem, inverted residuals, 1280-wide last conv), with
+    the publisher's block class (the module names, and so the keys, are the same)."""
+    feats = [_conv_bn_relu6(3, 32, 3, 2)]
+    cin = 32
+    for t, c, n, stride in SETTINGS:
+        for j in range(n):
+            feats.append(block(cin, c, stride if j == 0 else 1, t))
+            cin = c
+    feats.append(_conv_bn_relu6(cin, 1280, 1, 1))
+    return nn.Sequential(*feats)
+
+
 class MITInvertedResidual(nn.Module):
     def __init__(self, cin, cout, stride, t):
         super().__init__()
@@ -149,14 +162,7 @@ class MITInvertedResidual(nn.Module):
 class MITMobileNetV2(nn.Module):
     def __init__(self):
         super().__init__()
-        feats = [_conv_bn_relu6(3, 32, 3, 2)]
-        cin = 32
-        for t, c, n, stride in SETTINGS:
-            for j in range(n):
-                feats.append(MITInvertedResidual(cin, c, stride if j == 0 else 1, t))
-                cin = c
-        feats.append(_conv_bn_relu6(cin, 1280, 1, 1))
-        self.features = nn.Sequential(*feats)
+        self.features = _features(MITInvertedResidual)
         self.classifier = nn.Dropout(0.5)  # TSN._prepare_tsn replaces the Linear
 
     def forward(self, x):
@@ -207,14 +213,7 @@ class TorchvisionMobileNetV2(nn.Module):
 
     def __init__(self, classes=1000):
         super().__init__()
-        feats = [_conv_bn_relu6(3, 32, 3, 2)]
-        cin = 32
-        for t, c, n, stride in SETTINGS:
-            for j in range(n):
-                feats.append(TVInvertedResidual(cin, c, stride if j == 0 else 1, t))
-                cin = c
-        feats.append(_conv_bn_relu6(cin, 1280, 1, 1))
-        self.features = nn.Sequential(*feats)
+        self.features = _features(TVInvertedResidual)
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
 
     def forward(self, x):
