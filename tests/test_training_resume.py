@@ -263,14 +263,7 @@ def test_a_finished_run_reruns_as_a_no_op(toy_reference, tmp_path):
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    """3 classes; validation is unbalanced (3 a, 1 b, 1 c), so a model that always says
-    "a" scores 0.6 and one that always says "b" 0.2."""
-    root = str(tmp_path_factory.mktemp("videos"))
-    for split, counts in (("train", (2, 2, 2)), ("val", (3, 1, 1))):
-        for name, n in zip("abc", counts):
-            for i in range(n):
-                training_layouts._video(os.path.join(root, split, name, f"v{i}.mp4"))
-    return root
+    return training_layouts.three_class_videos(str(tmp_path_factory.mktemp("videos")))
 
 
 def real_config(videos, out, **changes):

@@ -28,13 +28,7 @@ TINY_FLAGS = ["--temporal", "tsn", "--depth", "18", "--base-filters", "16", "--i
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
-    """3 classes, 2 training videos each; validation 3 "a", 1 "b", 1 "c"."""
-    root = str(tmp_path_factory.mktemp("videos"))
-    for split, counts in (("train", (2, 2, 2)), ("val", (3, 1, 1))):
-        for name, n in zip("abc", counts):
-            for i in range(n):
-                training_layouts._video(os.path.join(root, split, name, f"v{i}.mp4"))
-    return root
+    return training_layouts.three_class_videos(str(tmp_path_factory.mktemp("videos")))
 
 
 def one_error_line(capsys, argv, pattern):

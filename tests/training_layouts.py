@@ -165,3 +165,14 @@ def synthetic_direction_pair(root, num_train, num_val, pair=1, frames=8, size=32
                 cv2.imwrite(os.path.join(folder, f"{t + 1:05d}.png"),
                             cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return [synthetic_motion.CLASS_NAMES[c] for c in wanted]
+
+
+def three_class_videos(root):
+    """root/{train,val}/{a,b,c}/v<i>.mp4: 2 training videos per class; validation is
+    unbalanced (3 "a", 1 "b", 1 "c"), so a model that always says "a" scores 0.6 and one
+    that always says "b" 0.2. Returns root."""
+    for split, counts in (("train", (2, 2, 2)), ("val", (3, 1, 1))):
+        for name, n in zip("abc", counts):
+            for i in range(n):
+                _video(os.path.join(root, split, name, f"v{i}.mp4"))
+    return root
