@@ -15,7 +15,7 @@ the divisor nearest to 4 that works (3 for 24 channels: 8 interlaced channels).
 import keras
 
 from keras_tin import layers as tin_layers
-from keras_tin.applications.temporal_resnet import _batch_norm
+from keras_tin.applications.blocks import batch_norm as _batch_norm
 from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model

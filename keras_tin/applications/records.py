@@ -5,38 +5,35 @@ This lives on the applications side: keras_tin.applications imports keras_tin.we
 package's `build_for_record` / `pretrained` are thin wrappers that call these.
 """
 
+from keras_tin import architectures
 from keras_tin.weights import registry
 
 
 def build_for_architecture(arch, **kwargs):
-    """The model of an architecture name: 'tin_resnet50', 'tsm_mobilenetv2', or an image
-    backbone 'resnet50' / 'resnet101' (a TSN ResNet). kwargs go to the constructor."""
-    from keras_tin.weights import convert
-    from keras_tin.weights import convert_mobilenet
-
-    kind = convert_mobilenet.parse_architecture(arch)
-    if kind is not None:
+    """The model of an architecture name (keras_tin.architectures): 'tin_resnet50',
+    'tada2d_resnet50', 'tea_res2net50', 'tsm_eca_resnet50', 'tsm_mobilenetv2', or an
+    image backbone 'resnet50' / 'res2net50' / 'eca_resnet50' (a TSN network). kwargs go
+    to the constructor."""
+    parsed = architectures.parse(arch)
+    temporal = parsed.temporal or "tsn"
+    if parsed.backbone == "mobilenetv2":
         from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
-        return TemporalMobileNetV2(kind, **kwargs)
-    if arch in ("resnet50", "resnet101"):
-        temporal, depth = "tsn", int(arch[len("resnet"):])
-    else:
-        temporal, depth = convert.parse_architecture(arch)
+        return TemporalMobileNetV2(temporal, **kwargs)
+    for key, value in parsed.constructor_kwargs().items():
+        kwargs.setdefault(key, value)
     from keras_tin.applications.temporal_resnet import TemporalResNet
-    return TemporalResNet(temporal, depth, **kwargs)
+    return TemporalResNet(temporal, parsed.depth, **kwargs)
 
 
 def build_for_record(record, **kwargs):
     """The keras_tin model a manifest record's weights belong to (architecture, non-local
     mode, frames, classes and normalisation from the record); kwargs override. An image
     backbone record (resnet50/resnet101) gives a TSN ResNet with its 1000-class head."""
-    from keras_tin.weights import convert_mobilenet
-
     arch = record["architecture"]
     kwargs.setdefault("classes", record["classes"])
     kwargs.setdefault("normalization", record["normalization"])
     kwargs.setdefault("frames", record["frames"] or 1)  # image backbones: one frame
-    if not convert_mobilenet.parse_architecture(arch) and record.get("non_local"):
+    if architectures.parse(arch).backbone != "mobilenetv2" and record.get("non_local"):
         kwargs.setdefault("non_local", record["non_local"])
     return build_for_architecture(arch, **kwargs)
 
@@ -47,10 +44,13 @@ def pretrained(name, allow_unverified=False, **kwargs):
     from keras_tin.weights.loading import load_weights
 
     record = registry.get_record(name)
-    if record["architecture"] in ("resnet50", "resnet101"):
-        depth = record["architecture"][len("resnet"):]
-        raise ValueError(f"'{name}' is an image backbone: build a temporal ResNet-{depth} "
-                         f"(e.g. TINResNet{depth}) and pass weights={name!r} to initialise it.")
+    parsed = architectures.parse(record["architecture"])
+    if parsed.image_backbone:
+        example = ("TEARes2Net50" if parsed.backbone == "res2net"
+                   else f"TINResNet{parsed.depth}")
+        raise ValueError(f"'{name}' is an image backbone ({parsed.name}): build a video "
+                         f"model on it (e.g. {example}) and pass weights={name!r} to "
+                         f"initialise it.")
     model = build_for_record(record, **kwargs)
     return load_weights(model, name, allow_unverified=allow_unverified,
                         build_source=build_for_record)

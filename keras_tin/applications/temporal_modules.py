@@ -13,8 +13,13 @@ Placements (ResNet residual block: shortcut, conv1-bn1-relu, conv2-bn2-relu,
                     `changed_channels` and `fusable=True` is fused into conv1
                     (TemporalConv2D); otherwise it is applied to the branch input.
     "after_conv1"   inside the branch, after conv1-bn1-relu (TEA's ME, STM's CSTM+CMM).
-    "conv2"         replaces the 3x3 conv and its BN (TAda): build(site) returns a callable
-                    branch -> pre-ReLU tensor with site.filters channels at site.strides.
+    "conv2"         replaces the 3x3 conv, its BN and (bottleneck: site.relu) its ReLU
+                    (TAda, STM): build(site) returns a callable branch -> what conv2 +
+                    bn2 (+ ReLU when site.relu) would give: site.filters channels at
+                    site.strides.
+    "res2net_group" Res2Net blocks only: on each of the site.groups width-w groups, before
+                    its 3x3 conv (the last group: before its pooling), site.group the
+                    0-based group (TEA's temporal convs).
     "after_bn3"     after the branch's last BN, before the add (ECA).
     "after_block"   on the block output, after its ReLU (the non-local blocks).
     "after_stage"   on a stage's output (MotionSqueeze after res3).
@@ -40,8 +45,8 @@ import keras
 
 from keras_tin import layers as tin_layers
 
-PLACEMENTS = ("before_conv1", "after_conv1", "conv2", "after_bn3", "after_block",
-              "after_stage", "head")
+PLACEMENTS = ("before_conv1", "after_conv1", "conv2", "res2net_group", "after_bn3",
+              "after_block", "after_stage", "head")
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
 
@@ -53,8 +58,10 @@ class Site:
     frames: frames per clip; channels: channels of the tensor at the placement; name: the
     block name ("layer2_0"; for "after_stage" the stage's "layer2"; "head" for the head);
     stage, index: 0-based stage and block (None where not applicable); filters, strides:
-    the replaced conv's output channels and stride ("conv2" only); options: builder
-    options (implementation, non_local mode, ...).
+    the replaced conv's output channels and stride ("conv2", and "res2net_group" for the
+    block's stride); options: builder options (implementation, non_local mode, ...);
+    relu: ("conv2") whether the replaced conv2 is followed by a ReLU (bottleneck) or
+    not (basic block); group, groups: ("res2net_group") the group and the group count.
     """
     frames: int
     channels: Optional[int]
@@ -64,6 +71,9 @@ class Site:
     filters: Optional[int] = None
     strides: int = 1
     options: dict = dataclasses.field(default_factory=dict)
+    relu: bool = True
+    group: Optional[int] = None
+    groups: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +94,9 @@ class ModuleSpec:
     init_variables: variable-name prefixes that an ImageNet backbone checkpoint leaves at
         their initialisation (TIN's "offset_", "weight_conv").
     description: one line for error messages and docs.
+    block: the residual block kind the module needs at depth 50/101 (None: the depth's
+        own; "res2net" for TEA).
+    depths: the ResNet depths the module is defined for (empty: all).
     """
     name: str
     placement: Optional[str]
@@ -95,6 +108,8 @@ class ModuleSpec:
     layer_types: tuple = ()
     init_variables: tuple = ()
     description: str = ""
+    block: Optional[str] = None
+    depths: tuple = ()
 
     def __post_init__(self):
         if self.placement is not None and self.placement not in PLACEMENTS:

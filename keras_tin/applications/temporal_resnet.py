@@ -31,11 +31,8 @@ import numbers
 
 import keras
 
-from keras_tin import layers as tin_layers
+from keras_tin.applications import blocks
 from keras_tin.applications import temporal_modules
-from keras_tin.applications.temporal_modules import BN_EPSILON
-from keras_tin.applications.temporal_modules import BN_MOMENTUM
-from keras_tin.applications.temporal_modules import Site
 from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
@@ -54,105 +51,11 @@ DEPTHS = {
 DEFAULT_NON_LOCAL_BLOCKS = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
 
 
-def _batch_norm(name):
-    return keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                           name=name)
-
-
 def module_every(temporal, stage_blocks):
     """1, or 2 when only every other block of each stage carries the temporal module
     (TSM with a third stage of 23+ blocks: the published code's n_round). The rule is the
     registered ModuleSpec's `module_every`."""
     return temporal_modules.get(temporal).module_every(stage_blocks)
-
-
-def _conv(filters, kernel_size, strides, name, module=None, fuse=True):
-    return tin_layers.TemporalConv2D(filters, kernel_size, strides, padding=kernel_size // 2,
-                                     temporal_module=module, fuse=fuse, name=name)
-
-
-def _shortcut(x, filters, strides, name):
-    if strides == 1 and x.shape[-1] == filters:
-        return x
-    x = _conv(filters, 1, strides, name + "_downsample_conv")(x)
-    return _batch_norm(name + "_downsample_bn")(x)
-
-
-class _Block:
-    """The modules (ModuleSpecs) active in one residual block, and its Site fields."""
-
-    def __init__(self, specs, frames, name, stage, index, options):
-        self.specs, self.frames, self.name = specs, frames, name
-        self.stage, self.index, self.options = stage, index, options
-
-    def build(self, placement, channels, **site):
-        """[(spec, built module)] for the placement, in spec order; None builds skipped."""
-        out = []
-        for spec in self.specs:
-            if spec.placement == placement:
-                module = spec.build(Site(self.frames, channels, self.name, self.stage,
-                                         self.index, options=self.options, **site))
-                if module is not None:
-                    out.append((spec, module))
-        return out
-
-    def apply(self, placement, x):
-        for _, module in self.build(placement, x.shape[-1]):
-            x = module(x)
-        return x
-
-    def before_conv1(self, x):
-        """(branch input, the module to fuse into conv1 or None): the last fusable
-        "before_conv1" module is fused, any others are applied to the branch in order."""
-        built = self.build("before_conv1", x.shape[-1])
-        fused = built.pop()[1] if built and built[-1][0].fusable else None
-        for _, module in built:
-            x = module(x)
-        return x, fused
-
-    def conv2(self, x, filters, strides):
-        """The "conv2" replacement (3x3 conv + its BN), or None for the plain conv2."""
-        built = self.build("conv2", x.shape[-1], filters=filters, strides=strides)
-        if len(built) > 1:
-            raise ValueError(f"Block {self.name}: more than one module replaces conv2: "
-                             f"{[spec.name for spec, _ in built]}")
-        return built[0][1] if built else None
-
-
-def _bottleneck(x, planes, strides, name, block, fuse):
-    shortcut = _shortcut(x, planes * 4, strides, name)
-    y, module = block.before_conv1(x)
-    y = _conv(planes, 1, 1, name + "_conv1", module, fuse)(y)
-    y = keras.layers.ReLU()(_batch_norm(name + "_bn1")(y))
-    y = block.apply("after_conv1", y)
-    conv2 = block.conv2(y, planes, strides)
-    if conv2 is None:
-        y = _conv(planes, 3, strides, name + "_conv2")(y)
-        y = keras.layers.ReLU()(_batch_norm(name + "_bn2")(y))
-    else:
-        y = keras.layers.ReLU()(conv2(y))
-    y = _conv(planes * 4, 1, 1, name + "_conv3")(y)
-    y = _batch_norm(name + "_bn3")(y)
-    y = block.apply("after_bn3", y)
-    y = keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
-    return block.apply("after_block", y)
-
-
-def _basic(x, planes, strides, name, block, fuse):
-    shortcut = _shortcut(x, planes, strides, name)
-    y, module = block.before_conv1(x)
-    y = _conv(planes, 3, strides, name + "_conv1", module, fuse)(y)
-    y = keras.layers.ReLU()(_batch_norm(name + "_bn1")(y))
-    y = block.apply("after_conv1", y)
-    conv2 = block.conv2(y, planes, 1)
-    if conv2 is None:
-        y = _conv(planes, 3, 1, name + "_conv2")(y)
-        y = _batch_norm(name + "_bn2")(y)
-    else:
-        y = conv2(y)
-    y = block.apply("after_bn3", y)  # the branch's last BN (bn2 in a basic block)
-    y = keras.layers.ReLU(name=name + "_out")(keras.layers.Add()([y, shortcut]))
-    return block.apply("after_block", y)
 
 
 def non_local_placement(non_local, non_local_blocks, stage_blocks):
@@ -187,11 +90,30 @@ def non_local_placement(non_local, non_local_blocks, stage_blocks):
                  for stage, n in zip(non_local_blocks, stage_blocks))
 
 
+def block_kind_for(spec, depth, block=None):
+    """The residual block kind a network of this temporal kind and depth is built from,
+    refusing a kind the depth or the module cannot take (quoting it)."""
+    default = DEPTHS[depth][0]
+    kind = block or spec.block or default
+    blocks.get_block(kind)  # unknown kinds are refused with the registered names
+    if default == "basic" and kind != "basic":
+        raise ValueError(f"ResNet-{depth} is built from basic blocks; block={kind!r} needs "
+                         f"depth 50 or 101.")
+    if spec.block and kind != spec.block:
+        raise ValueError(f"temporal={spec.name!r} sits in {spec.block!r} blocks. Received: "
+                         f"block={block!r}")
+    if spec.depths and depth not in spec.depths:
+        raise ValueError(f"temporal={spec.name!r} is defined for depth {spec.depths}. "
+                         f"Received: depth={depth!r}")
+    return kind
+
+
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
                    input_tensor=None, input_shape=None, pooling=None, classes=400,
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
                    normalization="auto", implementation="auto", fuse=True,
-                   base_filters=64, non_local=None, non_local_blocks=None, name=None):
+                   base_filters=64, non_local=None, non_local_blocks=None, block=None,
+                   name=None):
     """Builds a temporal ResNet; the public constructors below fix temporal and depth.
 
     Args:
@@ -227,6 +149,10 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
             be shorter than its stage; missing blocks get none), like mmaction2's
             `non_local`. Default: the published ((0, 0, 0), (1, 0, 1, 0),
             (1, 0, 1, 0, 1, 0), (0, 0, 0)), cut to each stage's length for ResNet-18.
+        block: the residual block kind of depth 50/101: None (the temporal kind's own,
+            ModuleSpec.block; "bottleneck" for TIN/TSM/TSN), "bottleneck", or "res2net"
+            (Res2Net-26w-4s, e.g. `TemporalResNet("tsn", 50, block="res2net")` is the
+            Res2Net-50 image backbone applied per frame). Depth 18/34 use "basic".
         name: model name.
 
     Returns:
@@ -241,34 +167,37 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
     base_filters = positive_int(base_filters, "base_filters")
     block_kind, stage_blocks = DEPTHS[depth]
-    block_fn = _bottleneck if block_kind == "bottleneck" else _basic
+    block_kind = block_kind_for(spec, depth, block)
+    block_fn = blocks.get_block(block_kind)
     every = spec.module_every(stage_blocks)
     placement = non_local_placement(non_local, non_local_blocks, stage_blocks)
     options = {"implementation": implementation, "non_local": non_local}
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
-    x = _conv(base_filters, 7, 2, "conv1")(x)
-    x = keras.layers.ReLU()(_batch_norm("bn1")(x))
+    x = blocks.conv(base_filters, 7, 2, "conv1")(x)
+    x = keras.layers.ReLU()(blocks.batch_norm("bn1")(x))
     if spec.stem_maxpool:
         x = keras.layers.ZeroPadding2D(1)(x)  # zero padding == -inf padding after ReLU
         x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
-    for stage, blocks in enumerate(stage_blocks):
+    for stage, count in enumerate(stage_blocks):
         planes = base_filters * 2 ** stage
-        for b in range(blocks):
-            block = f"layer{stage + 1}_{b}"
+        for b in range(count):
+            block_name = f"layer{stage + 1}_{b}"
             strides = spec.stage_strides[stage] if b == 0 else 1
             specs = ((spec,) if b % every == 0 else ()) + (
                 (temporal_modules.NON_LOCAL,) if placement and placement[stage][b] else ())
-            x = block_fn(x, planes, strides, block,
-                         _Block(specs, frames, block, stage, b, options), fuse)
-        x = _Block((spec,), frames, f"layer{stage + 1}", stage, None,
-                   options).apply("after_stage", x)
-    head = _Block((spec,), frames, "head", None, None, options).build("head", x.shape[-1])
+            x = block_fn(x, planes, strides, block_name,
+                         blocks.Hooks(specs, frames, block_name, stage, b, options), fuse)
+        x = blocks.Hooks((spec,), frames, f"layer{stage + 1}", stage, None,
+                            options).apply("after_stage", x)
+    head = blocks.Hooks((spec,), frames, "head", None, None, options).build("head", x.shape[-1])
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
                    dropout_rate, pool=head[0][1] if head else None)
-    return finish_model(inputs, x, name or f"{temporal}_resnet{depth}", weights, partial_bn)
+    default_name = (f"{temporal}_res2net{depth}" if block_kind == "res2net"
+                    else f"{temporal}_resnet{depth}")
+    return finish_model(inputs, x, name or default_name, weights, partial_bn)
 
 
-def _constructor(temporal, depth):
+def _constructor(temporal, depth, display=None, backbone="ResNet"):
     def build(frames=8, include_top=True, weights=None, input_tensor=None, input_shape=None,
               pooling=None, classes=400, classifier_activation="softmax", dropout_rate=0.5,
               name=None, **kwargs):
@@ -277,9 +206,10 @@ def _constructor(temporal, depth):
                               input_shape=input_shape, pooling=pooling, classes=classes,
                               classifier_activation=classifier_activation,
                               dropout_rate=dropout_rate, name=name, **kwargs)
-    build.__name__ = f"{temporal.upper()}ResNet{depth}"
+    display = display or temporal.upper()
+    build.__name__ = f"{display}{backbone}{depth}"
     build.__qualname__ = build.__name__
-    build.__doc__ = (f"{temporal.upper()}-ResNet-{depth}: `TemporalResNet(temporal="
+    build.__doc__ = (f"{display}-{backbone}-{depth}: `TemporalResNet(temporal="
                      f"'{temporal}', depth={depth}, ...)`; see TemporalResNet for arguments.")
     return build
 

@@ -1,5 +1,14 @@
-"""Converting PyTorch TIN / TSM / TSN ResNet checkpoints into keras_tin models."""
+"""Converting PyTorch TIN / TSM / TSN ResNet checkpoints into keras_tin models.
 
+Other model families (MobileNetV2, TAda2D, TEA, STM, ...) have converters of their own,
+one module each, listed in FAMILY_CONVERTERS: a module with `applies(model, state_dict)`
+(the model or the checkpoint is of its family) and `assign_state_dict(model, state_dict,
+layout, verbose)`. `assign_state_dict` below hands a model/checkpoint pair to the first
+family that claims it, so a checkpoint of one family is refused by a model of another
+with both named, never loaded partially.
+"""
+
+import importlib
 import re
 
 import numpy as np
@@ -59,6 +68,21 @@ def _check_shift_placement(model, state_dict):
 
 
 TIN_VARIABLES = ("offset_", "weight_conv")
+
+# Model families with a converter module of their own (imported when needed).
+FAMILY_CONVERTERS = [
+    "keras_tin.weights.convert_mobilenet",
+]
+
+
+def family_converter(model, state_dict):
+    """The converter module of the first family claiming the model or the checkpoint,
+    or None for the TIN/TSM/TSN ResNets handled here."""
+    for path in FAMILY_CONVERTERS:
+        module = importlib.import_module(path)
+        if module.applies(model, state_dict):
+            return module
+    return None
 
 
 def keras_variables(model):
@@ -165,11 +189,9 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
 
     Returns a dict: layout, temporal (of the checkpoint), head_loaded.
     """
-    # --- MobileNetV2 hook: MobileNetV2 models and checkpoints go to convert_mobilenet ---
-    from keras_tin.weights import convert_mobilenet
-    if convert_mobilenet.applies(model, state_dict):
-        return convert_mobilenet.assign_state_dict(model, state_dict, layout, verbose)
-    # --- end MobileNetV2 hook ---
+    family = family_converter(model, state_dict)
+    if family is not None:
+        return family.assign_state_dict(model, state_dict, layout, verbose)
     canonical, layout, temporal = layouts.canonicalize(state_dict, layout)
     kind = model_temporal(model)
     if temporal is not None and temporal != kind:
