@@ -32,7 +32,12 @@ def _tin_macs(layer, in_shape):
 
 
 def _layer_macs(layer):
-    """MACs of one layer per image (one folded frame, or one row for dense layers)."""
+    """MACs of one layer per image (one folded frame, or one row for dense layers).
+
+    A keras_tin layer with its own arithmetic defines `macs_per_frame()` (MACs per folded
+    frame, from its built input/output shapes); it is used instead of the rules below."""
+    if callable(getattr(layer, "macs_per_frame", None)):
+        return layer.macs_per_frame()
     if isinstance(layer, TemporalConv2D):
         in_shape, out_shape = layer.input.shape, layer.output.shape
         macs = _hw(out_shape) * layer.kernel_size ** 2 * in_shape[-1] * layer.filters
@@ -69,6 +74,7 @@ def flops(model):
     per_frame = 0
     for layer in layers:
         if isinstance(layer, TemporalConv2D) or layer.__class__ in (
-                keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense):
+                keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense) or (
+                callable(getattr(layer, "macs_per_frame", None))):
             per_frame += _layer_macs(layer)
     return int(round(per_frame * frames))
