@@ -7,3 +7,5 @@ from keras_tin.layers.non_local import NonLocalAttention
 from keras_tin.layers.temporal_conv import TemporalConv2D
 from keras_tin.layers.temporal_interlace import TemporalInterlace
 from keras_tin.layers.temporal_shift import TemporalShift
+from keras_tin.layers.frame_difference import NextFrameDifference
+from keras_tin.layers.temporal_depthwise import TemporalDepthwiseConv1D
