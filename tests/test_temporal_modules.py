@@ -148,7 +148,7 @@ def test_registered_kinds_are_the_builtin_ones_and_unknown_kinds_list_them(toy):
         TemporalResNet("nope", 18)
     with pytest.raises(ValueError, match="already registered"):
         temporal_modules.register(ModuleSpec("tin", "before_conv1"))
-    with pytest.raises(ValueError, match="placement must be None or one of"):
+    with pytest.raises(ValueError, match="placement must be None, one of"):
         ModuleSpec("bad", "after_everything")
 
 
@@ -166,3 +166,19 @@ def test_weights_package_does_not_import_the_model_builders():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_module_with_parts_in_two_placements_gets_each_site(toy):
+    seen = []
+
+    def build(site):
+        seen.append((site.placement, site.name))
+        return ToyScale(name=f"{site.name}_{site.placement}_toy")
+
+    toy("toy_two", ("after_conv1", "after_bn3"), build=build)
+    model = TemporalResNet("toy_two", 18, frames=FRAMES, input_shape=SHAPE, classes=3,
+                           base_filters=16)
+    assert seen[:2] == [("after_conv1", "layer1_0"), ("after_bn3", "layer1_0")]
+    assert len(seen) == 2 * 8
+    layer = model.get_layer("layer1_0_after_bn3_toy")
+    assert producer(layer.input).name == "layer1_0_bn2"

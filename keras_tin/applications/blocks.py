@@ -51,9 +51,10 @@ class Hooks:
         """[(spec, built module)] for the placement, in spec order; None builds skipped."""
         out = []
         for spec in self.specs:
-            if spec.placement == placement:
+            if placement in spec.placements:
                 module = spec.build(Site(self.frames, channels, self.name, self.stage,
-                                         self.index, options=self.options, **site))
+                                         self.index, options=self.options,
+                                         placement=placement, **site))
                 if module is not None:
                     out.append((spec, module))
         return out

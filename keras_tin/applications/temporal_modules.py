@@ -61,7 +61,8 @@ class Site:
     the replaced conv's output channels and stride ("conv2", and "res2net_group" for the
     block's stride); options: builder options (implementation, non_local mode, ...);
     relu: ("conv2") whether the replaced conv2 is followed by a ReLU (bottleneck) or
-    not (basic block); group, groups: ("res2net_group") the group and the group count.
+    not (basic block); group, groups: ("res2net_group") the group and the group count;
+    placement: the placement being built (for a module with several).
     """
     frames: int
     channels: Optional[int]
@@ -74,6 +75,7 @@ class Site:
     relu: bool = True
     group: Optional[int] = None
     groups: Optional[int] = None
+    placement: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +83,9 @@ class ModuleSpec:
     """A temporal module and where it sits.
 
     name: the registry name ("tin"), also `TemporalResNet(temporal=name)`.
-    placement: one of PLACEMENTS, or None (no module: TSN).
+    placement: one of PLACEMENTS, a tuple of them for a module with parts in several
+        places (TEA: "after_conv1" and "res2net_group"; build(site) reads
+        site.placement), or None (no module: TSN).
     build: build(site) -> None, a layer, or a callable tensor -> tensor.
     fusable: for "before_conv1": the layer has delta/changed_channels and may be fused
         into conv1 (TemporalConv2D(temporal_module=...)); the layer is then nested in
@@ -112,9 +116,17 @@ class ModuleSpec:
     depths: tuple = ()
 
     def __post_init__(self):
-        if self.placement is not None and self.placement not in PLACEMENTS:
-            raise ValueError(f"placement must be None or one of {PLACEMENTS}. Received: "
-                             f"placement={self.placement!r} for module {self.name!r}")
+        if any(p not in PLACEMENTS for p in self.placements):
+            raise ValueError(f"placement must be None, one of {PLACEMENTS} or a tuple of "
+                             f"them. Received: placement={self.placement!r} for module "
+                             f"{self.name!r}")
+
+    @property
+    def placements(self):
+        """The placements as a tuple (empty for no module)."""
+        if self.placement is None:
+            return ()
+        return (self.placement,) if isinstance(self.placement, str) else tuple(self.placement)
 
 
 _REGISTRY = {}
