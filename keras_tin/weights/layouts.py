@@ -13,6 +13,12 @@ and the canonical names are then mapped to Keras variables with the layout
 conversions of docs/TIN_SPEC.md (Conv2d [out,in,kh,kw] -> [kh,kw,in,out], Conv1d
 [out,in,k] -> [k,in,out], Linear [out,in] -> [in,out]).
 
+The rules of each publisher live in a file of its own: layouts_openmmlab.py,
+layouts_mit.py (MIT TSM), layouts_tin_authors.py (X-Temporal TIN), layouts_torchvision.py;
+the other families' layouts are in their converters' files (layouts_mobilenet.py,
+layouts_tada.py, layouts_res2net.py, layouts_stm.py). This file holds the machinery:
+detection, canonicalisation and the canonical -> Keras variable map.
+
 Layouts (docs/TIN_SPEC.md, "Released checkpoints"):
 - "openmmlab": mmaction2 recognizers: backbone.* (ConvModule conv/bn pairs; TSM wraps the
   first conv as conv1.conv.net, TIN as conv1.conv.net1 (offset_net/weight_net) + net2),
@@ -32,52 +38,20 @@ import re
 
 import numpy as np
 
+from keras_tin.weights import layouts_mit
+from keras_tin.weights import layouts_openmmlab
+from keras_tin.weights import layouts_tin_authors
+from keras_tin.weights import layouts_torchvision
+
 IGNORED_SUFFIXES = ("num_batches_tracked",)
-BLOCK = r"(layer[1-4]\.\d+)"
 
-_OPENMMLAB_RULES = [
-    (r"^backbone\.conv1\.conv\.weight$", r"conv1.weight"),
-    (r"^backbone\.conv1\.bn\.(\w+)$", r"bn1.\1"),
-    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net1\.offset_net\.(conv|fc1|fc2)\.(weight|bias)$",
-     r"\1.tin.offset_\2.\3"),
-    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net1\.weight_net\.conv\.(weight|bias)$",
-     r"\1.tin.weight_conv.\2"),
-    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net2\.weight$", r"\1.conv1.weight"),
-    (rf"^backbone\.{BLOCK}\.conv1\.conv\.net\.weight$", r"\1.conv1.weight"),
-    (rf"^backbone\.{BLOCK}\.conv([1-3])\.conv\.weight$", r"\1.conv\2.weight"),
-    (rf"^backbone\.{BLOCK}\.conv([1-3])\.bn\.(\w+)$", r"\1.bn\2.\3"),
-    (rf"^backbone\.{BLOCK}\.downsample\.conv\.weight$", r"\1.downsample.0.weight"),
-    (rf"^backbone\.{BLOCK}\.downsample\.bn\.(\w+)$", r"\1.downsample.1.\2"),
-    (rf"^backbone\.{BLOCK}\.non_local_block\.(g|phi)\.0\.conv\.(weight|bias)$",
-     r"\1.nl.\2.\3"),
-    (rf"^backbone\.{BLOCK}\.non_local_block\.(theta|conv_out)\.conv\.(weight|bias)$",
-     r"\1.nl.\2.\3"),
-    (rf"^backbone\.{BLOCK}\.non_local_block\.conv_out\.bn\.(\w+)$", r"\1.nl.bn.\2"),
-    (r"^cls_head\.fc_cls\.(weight|bias)$", r"fc.\1"),
-]
-# NL3DWrapper: the wrapped block's own keys sit under .block.
-_OPENMMLAB_WRAPPED = re.compile(rf"^(backbone\.{BLOCK})\.block\.")
-_NON_LOCAL_CONV = re.compile(r"\.nl\.(g|theta|phi|conv_out)\.weight$")
-
-_AUTHORS_RULES = [
-    (rf"^{BLOCK}\.conv1\.net1\.biasnet\.net\.conv\.(weight|bias)$", r"\1.tin.offset_conv.\2"),
-    (rf"^{BLOCK}\.conv1\.net1\.biasnet\.net\.fc\.(weight|bias)$", r"\1.tin.offset_fc1.\2"),
-    (rf"^{BLOCK}\.conv1\.net1\.biasnet\.net\.lastlayer\.(weight|bias)$", r"\1.tin.offset_fc2.\2"),
-    (rf"^{BLOCK}\.conv1\.net1\.weightnet\.net\.lastlayer\.(weight|bias)$",
-     r"\1.tin.weight_conv.\2"),
-    (rf"^{BLOCK}\.conv1\.net2\.weight$", r"\1.conv1.weight"),
-    (rf"^{BLOCK}\.conv1\.net\.weight$", r"\1.conv1.weight"),
-    (r"^new_fc\.(weight|bias)$", r"fc.\1"),
-]
-
-_TORCHVISION_RULES = [
-    (r"^conv1\.weight$", r"conv1.weight"),
-    (r"^bn1\.(\w+)$", r"bn1.\1"),
-    (rf"^{BLOCK}\.conv([1-3])\.weight$", r"\1.conv\2.weight"),
-    (rf"^{BLOCK}\.bn([1-3])\.(\w+)$", r"\1.bn\2.\3"),
-    (rf"^{BLOCK}\.downsample\.([01])\.(\w+)$", r"\1.downsample.\2.\3"),
-    (r"^fc\.(weight|bias)$", r"fc.\1"),
-]
+# One file of rules per publisher; the "authors" layout is the MIT TSM and TIN authors'
+# releases, which share the module.base_model / new_fc wrapper.
+_OPENMMLAB_RULES = layouts_openmmlab.RULES
+_OPENMMLAB_WRAPPED = layouts_openmmlab.WRAPPED
+_NON_LOCAL_CONV = layouts_openmmlab.NON_LOCAL_CONV
+_AUTHORS_RULES = layouts_tin_authors.RULES + layouts_mit.RULES
+_TORCHVISION_RULES = layouts_torchvision.RULES
 
 LAYOUTS = ("openmmlab", "authors", "torchvision")
 
