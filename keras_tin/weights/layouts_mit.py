@@ -5,8 +5,6 @@ base_model. are stripped). The MobileNetV2 keys of the same release are in
 layouts_mobilenet.py.
 """
 
-import re
-
 BLOCK = r"(layer[1-4]\.\d+)"
 
 RULES = [

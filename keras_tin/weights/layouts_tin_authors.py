@@ -4,8 +4,6 @@ conv1.net1.weightnet (WeightNet) + conv1.net2 (the conv), head module.new_fc.*; 
 canonical names of layouts.py (applied after module. and base_model. are stripped).
 """
 
-import re
-
 BLOCK = r"(layer[1-4]\.\d+)"
 
 RULES = [

@@ -4,8 +4,6 @@ the keys they accept. Used to initialise a backbone; also the inner names of the
 TIN authors' releases (module.base_model.*).
 """
 
-import re
-
 BLOCK = r"(layer[1-4]\.\d+)"
 
 RULES = [
