@@ -35,11 +35,31 @@ def evaluate(model, clips, labels, batch_size):
     }
 
 
+def demo_depth(temporal, depth):
+    """`depth`, or the smallest depth the temporal module is defined for when it is not
+    defined at `depth` (TEA sits in Res2Net-50 blocks; STM in bottlenecks)."""
+    from keras_tin.applications import temporal_modules
+
+    depths = temporal_modules.get(temporal).depths
+    return depth if not depths or depth in depths else min(depths)
+
+
+def model_title(temporal, depth):
+    from keras_tin.applications import temporal_modules
+    from keras_tin.applications.temporal_resnet import block_kind_for
+
+    backbone = ("Res2Net" if block_kind_for(temporal_modules.get(temporal), depth) == "res2net"
+                else "ResNet")
+    return f"{temporal.upper()}-{backbone}-{depth}"
+
+
 def build_demo_model(temporal, frames, depth, size, seed, width=16):
     keras.utils.set_random_seed(seed)
+    depth = demo_depth(temporal, depth)
     model = TemporalResNet(temporal, depth, frames=frames, input_shape=(frames, size, size, 3),
                            classes=len(synthetic_motion.CLASS_NAMES), dropout_rate=0.2,
-                           base_filters=width, name=f"{temporal}_resnet{depth}_demo")
+                           base_filters=width,
+                           name=model_title(temporal, depth).lower().replace("-", "") + "_demo")
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -59,7 +79,7 @@ def run_demo(frames=8, depth=18, size=32, epochs=4, num_train=1200, num_val=400,
         num_train, num_val, frames, size, seed)
     results = {}
     for temporal in models:
-        say(f"\n== {temporal.upper()}-ResNet-{depth} ==")
+        say(f"\n== {model_title(temporal, demo_depth(temporal, depth))} ==")
         model = build_demo_model(temporal, frames, depth, size, seed, width)
         start = time.perf_counter()
         model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs,

@@ -1,4 +1,5 @@
-"""`keras-tin demo`: TIN vs TSM vs TSN on synthetic motion clips."""
+"""`keras-tin demo`: TIN vs TSM vs TSN (and any other temporal module of the zoo:
+tada2d, tea, stm, ...) on synthetic motion clips."""
 
 
 def add_arguments(parser):
@@ -13,17 +14,23 @@ def add_arguments(parser):
     parser.add_argument("--num-val", type=int, default=400, help="validation clips")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--models", default="tin,tsm,tsn",
-                        help="comma-separated subset of tin,tsm,tsn")
+                        help="comma-separated temporal modules (default tin,tsm,tsn; also "
+                             "tada2d, tea, stm: a module defined only for deeper networks, "
+                             "e.g. TEA on Res2Net-50, is built at its smallest depth)")
     parser.add_argument("--output-dir", default="demo_output",
                         help="where results.md/json and the TIN plot go")
     parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args):
+    from keras_tin.applications import temporal_modules
+
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    bad = [m for m in models if m not in ("tin", "tsm", "tsn")]
+    known = temporal_modules.names()
+    bad = [m for m in models if m not in known]
     if bad or not models:
-        raise SystemExit(f"--models must list tin, tsm and/or tsn. Received: {args.models!r}")
+        raise SystemExit(f"--models must list temporal modules among {', '.join(known)}. "
+                         f"Received: {args.models!r} (unknown: {', '.join(bad) or 'none'})")
     from keras_tin.demo import run_demo
     run_demo(frames=args.frames, depth=args.depth, size=args.size, epochs=args.epochs,
              num_train=args.num_train, num_val=args.num_val, batch_size=args.batch_size,
