@@ -44,6 +44,8 @@ from typing import Optional
 import keras
 
 from keras_tin import layers as tin_layers
+from keras_tin.layers import tada as tada_layers
+from keras_tin.layers import tea as tea_layers
 
 PLACEMENTS = ("before_conv1", "after_conv1", "conv2", "res2net_group", "after_bn3",
               "after_block", "after_stage", "head")
@@ -188,6 +190,13 @@ register(ModuleSpec("tsm", "before_conv1", _build_tsm, fusable=True, module_ever
                     description="Temporal Shift (TSM), before conv1 (every other block "
                                 "on ResNet-101)"))
 register(ModuleSpec("tsn", None, description="no temporal module (TSN)"))
+register(ModuleSpec("tada2d", "conv2", tada_layers.build_tada2d, stem_maxpool=False,
+                    stage_strides=(2, 2, 2, 2), layer_types=(tada_layers.TAdaCalibration,),
+                    description="TAdaConv (TAda2D): temporally adaptive 3x3 conv in every block"))
+register(ModuleSpec("tea", ("after_conv1", "res2net_group"), tea_layers.build,
+                    layer_types=tea_layers.LAYER_TYPES, block="res2net", depths=(50,),
+                    description="TEA: motion excitation after conv1 and temporal convs on "
+                                "the Res2Net groups (Res2Net-50 blocks)"))
 
 
 # --- non-local blocks: a module at "after_block", chosen per block by the builder ---------

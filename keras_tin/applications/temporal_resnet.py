@@ -32,6 +32,7 @@ import numbers
 import keras
 
 from keras_tin.applications import blocks
+from keras_tin.applications import res2net_block  # noqa: F401 (registers block='res2net')
 from keras_tin.applications import temporal_modules
 from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
@@ -197,10 +198,12 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     return finish_model(inputs, x, name or default_name, weights, partial_bn)
 
 
-def _constructor(temporal, depth, display=None, backbone="ResNet"):
+def _constructor(temporal, depth, display=None, backbone="ResNet", block=None):
     def build(frames=8, include_top=True, weights=None, input_tensor=None, input_shape=None,
               pooling=None, classes=400, classifier_activation="softmax", dropout_rate=0.5,
               name=None, **kwargs):
+        if block is not None:
+            kwargs.setdefault("block", block)
         return TemporalResNet(temporal, depth, frames=frames, include_top=include_top,
                               weights=weights, input_tensor=input_tensor,
                               input_shape=input_shape, pooling=pooling, classes=classes,
@@ -226,3 +229,7 @@ TSNResNet18 = _constructor("tsn", 18)
 TSNResNet34 = _constructor("tsn", 34)
 TSNResNet50 = _constructor("tsn", 50)
 TSNResNet101 = _constructor("tsn", 101)
+TAda2DResNet50 = _constructor("tada2d", 50, display="TAda2D")
+TEARes2Net50 = _constructor("tea", 50, display="TEA", backbone="Res2Net")
+# The Res2Net-50 (26w x 4s) image backbone per frame; frames=1 is architecture "res2net50".
+TSNRes2Net50 = _constructor("tsn", 50, display="TSN", backbone="Res2Net", block="res2net")
