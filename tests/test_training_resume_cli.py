@@ -120,8 +120,8 @@ def test_help_lists_the_choices(capsys):
 
 
 def test_config_choices_match_the_code():
+    from keras_tin.applications import temporal_modules
     from keras_tin.applications.temporal_resnet import DEPTHS
-    from keras_tin.applications.video_model import TEMPORAL_MODULES
     from keras_tin.data import ADAPTERS
     from keras_tin.data.decoding import BACKENDS
     from keras_tin.data.errors import POLICIES
@@ -130,7 +130,8 @@ def test_config_choices_match_the_code():
     from keras_tin.training import config
 
     assert sorted(config.DATASETS) == sorted(ADAPTERS)
-    assert config.TEMPORAL_MODULES == TEMPORAL_MODULES and config.DEPTHS == tuple(DEPTHS)
+    assert sorted(config.TEMPORAL_MODULES) == sorted(temporal_modules.names())  # registered
+    assert config.DEPTHS == tuple(DEPTHS)
     assert config.SAMPLINGS == SAMPLINGS and config.DECODERS == BACKENDS
     assert config.IMPLEMENTATIONS == IMPLEMENTATIONS and config.ON_ERROR == POLICIES
 

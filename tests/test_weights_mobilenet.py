@@ -221,3 +221,21 @@ def test_architecture_names_build_the_matching_model():
     assert sum(layer.name.endswith("_tsm") for layer in model._flatten_layers()) == 10
     with pytest.raises(ValueError, match="tsm_mobilenetv2"):
         convert_mobilenet.build_model("tsm_resnet50")
+
+
+def test_convert_cli_writes_a_mobilenet_checkpoint(tmp_path, capsys):
+    """`keras-tin convert --arch tsm_mobilenetv2` (once refused: the command passed the
+    ResNet-only non_local argument to every model) writes weights equal to the reference."""
+    from keras_tin import cli
+
+    ref, state = reference("openmmlab", 4)
+    src = save(state, tmp_path / "mm.pth")
+    out = tmp_path / "tsm_mbv2.weights.h5"
+    assert cli.main(["convert", src, str(out), "--arch", "tsm_mobilenetv2", "--frames",
+                     str(FRAMES)]) == 0, capsys.readouterr().out
+    assert f"Wrote {out}" in capsys.readouterr().out
+    model = TSMMobileNetV2(frames=FRAMES, input_shape=SHAPE, classes=CLASSES,
+                           classifier_activation=None)
+    model.load_weights(str(out))
+    x = clips()
+    assert np.abs(keras_logits(model, x) - torch_logits(ref, x)).max() < TOL

@@ -1,16 +1,19 @@
-"""keras-tin convert: a PyTorch TIN/TSM/TSN checkpoint -> .weights.h5 (see keras_tin.weights)."""
+"""keras-tin convert: a PyTorch checkpoint of any zoo model -> .weights.h5 (see keras_tin.weights)."""
 
 
 def add_arguments(parser):
     parser.add_argument("input", help="PyTorch checkpoint (.pth / .pt)")
     parser.add_argument("output", help="Keras weights file to write (.weights.h5)")
     parser.add_argument("--arch", required=True,
-                        help="tin_resnet50, tsm_resnet50, tsn_resnet18, ... (temporal_resnetDEPTH)")
+                        help="architecture name: tin_resnet50, tsm_resnet101, tsn_resnet18, "
+                             "tsm_mobilenetv2, tada2d_resnet50, tea_res2net50, stm_resnet50, "
+                             "tsn_eca_resnet50, res2net50, ...")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip (default 8)")
     parser.add_argument("--classes", type=int, default=None,
                         help="classifier size (default: the checkpoint's)")
-    parser.add_argument("--layout", choices=("openmmlab", "authors", "torchvision"),
-                        default=None, help="key layout (default: detected)")
+    parser.add_argument("--layout", default=None,
+                        help="key layout (default: detected from the keys; TIN/TSM/TSN: "
+                             "openmmlab, authors or torchvision)")
     parser.add_argument("--non-local", choices=("embedded_gaussian", "dot_product", "gaussian"),
                         default=None, help="non-local mode of a non-local TSM checkpoint")
     parser.add_argument("--use-torch", action="store_true",

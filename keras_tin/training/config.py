@@ -22,7 +22,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu", "data_parallel")
 # checks they agree): importing those modules here would make `keras-tin train --help` slow.
 DATASETS = ("folder", "hmdb51", "jester", "kinetics400", "kinetics600", "mmit", "something-v1",
             "something-v2", "ucf101")
-TEMPORAL_MODULES = ("tin", "tsm", "tsn")
+TEMPORAL_MODULES = ("tin", "tsm", "tsn", "tada2d", "tea", "stm")
 DEPTHS = (18, 34, 50, 101)
 SAMPLINGS = ("segment", "dense")
 DECODERS = ("opencv", "pyav")
@@ -48,6 +48,7 @@ class TrainConfig:
     decoder: str = "opencv"
     cache: bool = False
     # model
+    arch: str = None                # e.g. tada2d_resnet50; sets temporal/depth (and backbone)
     temporal: str = "tin"
     depth: int = 50
     base_filters: int = 64
@@ -78,6 +79,8 @@ class TrainConfig:
     report: str = None              # JSON file listing skipped videos and decode notes
 
     def __post_init__(self):
+        if self.arch is not None:
+            self._apply_arch()
         self.lr_steps = tuple(int(s) for s in (self.lr_steps or ()))
         if self.multilabel is None:
             self.multilabel = self.dataset in MULTILABEL_DATASETS
@@ -99,6 +102,20 @@ class TrainConfig:
             raise ValueError(f"lr must be a finite number >= 0. Received: lr={self.lr!r}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be positive. Received: image_size={self.image_size}")
+
+    def _apply_arch(self):
+        from keras_tin import architectures
+
+        parsed = architectures.parse(self.arch)
+        if parsed.image_backbone:
+            raise ValueError(f"arch={self.arch!r} is an image backbone; train a video model "
+                             f"on it, e.g. arch='tsm_{self.arch}' with weights naming it.")
+        self.temporal = parsed.temporal
+        self.depth = parsed.depth if parsed.depth is not None else self.depth
+
+    def architecture(self):
+        """The architecture name of the model to build: `arch`, or temporal_resnetDEPTH."""
+        return self.arch or f"{self.temporal}_resnet{self.depth}"
 
     def use_partial_bn(self):
         """Whether to freeze every BatchNorm but the first: ``partial_bn``, where "auto" means
@@ -186,11 +203,14 @@ HELP = {
                "a .keras/.weights.h5/PyTorch file; the classifier is replaced when the class "
                "count differs",
     "output_dir": "run folder; rerunning the same command resumes an interrupted run there",
+    "arch": "architecture name, overriding --temporal/--depth: tin_resnet50, tsm_resnet101, "
+            "tada2d_resnet50, tea_res2net50, stm_resnet50, tsm_eca_resnet50, "
+            "tsm_mobilenetv2, ...",
 }
 
 
 def _type_of(field):
-    kind = {"flip": bool, "multilabel": bool, "weights": str, "lr_batch_size": int,
+    kind = {"flip": bool, "multilabel": bool, "weights": str, "arch": str, "lr_batch_size": int,
             "steps_per_epoch": int, "validation_steps": int, "report": str}.get(field.name)
     if kind is None:
         kind = type(field.default)

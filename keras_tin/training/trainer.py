@@ -122,18 +122,21 @@ def init_weights(model, weights, verbose=True):
 
 def build_model(config, num_classes, compile=True, num_replicas=1):
     """The temporal ResNet of the config (initialised from ``config.weights``), compiled."""
-    from keras_tin.applications import TemporalResNet
     from keras_tin.applications import freeze_batchnorm
+    from keras_tin.applications.records import build_for_architecture
 
     by_constructor = config.weights is not None and (
         _is_pretrained_name(config.weights) or str(config.weights).endswith(TORCH_SUFFIXES))
-    model = TemporalResNet(
-        config.temporal, config.depth, frames=config.frames,
-        input_shape=(config.frames, config.image_size, config.image_size, 3),
-        classes=num_classes, classifier_activation="sigmoid" if config.multilabel else "softmax",
-        dropout_rate=config.dropout, implementation=config.implementation,
-        base_filters=config.base_filters, weights=config.weights if by_constructor else None,
-        name=f"{config.temporal}_resnet{config.depth}")
+    kwargs = dict(frames=config.frames,
+                  input_shape=(config.frames, config.image_size, config.image_size, 3),
+                  classes=num_classes,
+                  classifier_activation="sigmoid" if config.multilabel else "softmax",
+                  dropout_rate=config.dropout, implementation=config.implementation,
+                  weights=config.weights if by_constructor else None,
+                  name=config.architecture())
+    if "mobilenetv2" not in config.architecture():
+        kwargs["base_filters"] = config.base_filters
+    model = build_for_architecture(config.architecture(), **kwargs)
     if config.weights is not None and not by_constructor:
         init_weights(model, config.weights, verbose=config.verbose > 0)
     if config.use_partial_bn():

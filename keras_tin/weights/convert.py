@@ -72,6 +72,8 @@ TIN_VARIABLES = ("offset_", "weight_conv")
 # Model families with a converter module of their own (imported when needed).
 FAMILY_CONVERTERS = [
     "keras_tin.weights.convert_mobilenet",
+    "keras_tin.weights.convert_res2net",
+    "keras_tin.weights.convert_tada",
 ]
 
 
@@ -227,9 +229,19 @@ def load_torch_checkpoint(model, path, layout=None, use_torch=False, verbose=Tru
     return assign_state_dict(model, state_dict, layout, verbose)
 
 
+# Classifier weights of the published layouts: torchvision/MIT/TIN authors (fc, new_fc),
+# OpenMMLab (cls_head.fc_cls), TAdaConv (head.out), MobileNetV2 (classifier.1).
+HEAD_KEYS = re.compile(r"(^|\.)(fc|new_fc|fc_cls|head\.out|classifier\.1)\.weight$")
+
+
 def head_classes(state_dict, layout=None):
     """Class count of a state dict's classifier, or None when it has none."""
-    canonical, _, _ = layouts.canonicalize(state_dict, layout)
+    try:
+        canonical, _, _ = layouts.canonicalize(state_dict, layout)
+    except ValueError:  # another family's keys: find its classifier by name
+        heads = [np.shape(value) for key, value in state_dict.items()
+                 if HEAD_KEYS.search(key) and len(np.shape(value)) == 2]
+        return int(heads[0][0]) if len(heads) == 1 else None
     fc = canonical.get("fc.weight")
     return None if fc is None else int(fc.shape[0])
 
@@ -242,10 +254,13 @@ def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=N
     Args:
         in_path: the .pth / .pt checkpoint.
         out_path: where to write the Keras weights (must end with .weights.h5).
-        arch: e.g. "tin_resnet50", "tsm_resnet50", "tsn_resnet18".
+        arch: an architecture name (keras_tin.architectures): "tin_resnet50",
+            "tsm_mobilenetv2", "tada2d_resnet50", "tea_res2net50", "stm_resnet50",
+            "tsn_eca_resnet50", an image backbone "resnet50", ...
         frames: frames per clip the checkpoint was trained with (8 for every release).
         classes: classifier size; None takes it from the checkpoint.
-        layout: "openmmlab", "authors", "torchvision" or None to detect.
+        layout: the key layout, or None to detect it (TIN/TSM/TSN: "openmmlab", "authors",
+            "torchvision"; other families: their converter's layouts).
         normalization: recorded in the built model ("imagenet", "inception" or None); it has
             no weights, so the .weights.h5 is the same either way.
         use_torch: read the checkpoint with torch.load(weights_only=True).
@@ -260,14 +275,17 @@ def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=N
     """
     if not str(out_path).endswith(".weights.h5"):
         raise ValueError(f"out_path must end with .weights.h5. Received: out_path={out_path!r}")
-    parse_architecture(arch)
+    from keras_tin import architectures
+
+    architectures.parse(arch)  # refuses a malformed name before reading the checkpoint
     if build_model is None:
         from keras_tin.applications.records import build_for_architecture as build_model
     state_dict = pth_reader.extract_state_dict(pth_reader.read_checkpoint(in_path, use_torch))
     if classes is None:
         classes = head_classes(state_dict, layout)
+    kwargs = {"non_local": non_local} if non_local else {}
     model = build_model(arch, frames=frames, include_top=classes is not None,
-                        classes=classes or 1, normalization=normalization, non_local=non_local)
+                        classes=classes or 1, normalization=normalization, **kwargs)
     assign_state_dict(model, state_dict, layout, verbose)
     model.save_weights(str(out_path))
     return model

@@ -1,0 +1,225 @@
+"""What every model of the zoo must do for a user, the same checks for each new temporal
+module (TAda2D, TEA on Res2Net, STM, ECA channel attention): train with model.fit, save and
+reload as .keras, run on the JAX and PyTorch backends with the same outputs, export to a
+SavedModel that reloads without keras_tin and to TFLite (float within 1e-4 of Keras, int8
+runs), and be selectable by architecture name in `keras-tin train --arch`.
+
+The models are small (base width 16, 4 frames, 32 px) with trained-like BatchNorm statistics
+(export_helpers.recalibrate_batchnorm) and every zero-initialised parameter made non-zero,
+so a check cannot pass because a module is still the identity.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from export_helpers import clips
+from export_helpers import recalibrate_batchnorm
+
+import training_layouts
+from keras_tin import architectures
+from keras_tin import cli
+from keras_tin.applications.records import build_for_architecture
+from keras_tin.export import TFLiteModel
+from keras_tin.export import export_saved_model
+from keras_tin.export import export_tflite
+
+FRAMES, SIZE, CLASSES = 4, 32, 3
+ZOO = ("tada2d_resnet50", "tea_res2net50", "stm_resnet50", "tsm_eca_resnet50")
+
+
+def perturb_all(model, scale=0.05):
+    """Adds noise to every variable: zero-initialised branches (TAda's route function and
+    pool BN, ...) then change the output, as in a trained network."""
+    rng = np.random.default_rng(5)
+    for variable in model.weights:
+        if "moving_variance" in variable.path:
+            continue
+        value = keras.ops.convert_to_numpy(variable)
+        variable.assign(value + rng.normal(0.0, scale, value.shape).astype(value.dtype))
+    return model
+
+
+def tiny(arch, **kwargs):
+    keras.utils.set_random_seed(0)
+    model = build_for_architecture(arch, frames=FRAMES, input_shape=(FRAMES, SIZE, SIZE, 3),
+                                   classes=CLASSES, base_filters=16, **kwargs)
+    perturb_all(model)
+    return recalibrate_batchnorm(model, clips(8, FRAMES, SIZE, seed=100))
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {arch: tiny(arch, classifier_activation=None) for arch in ZOO}
+
+
+@pytest.fixture(scope="module")
+def eval_clips():
+    return clips(3, FRAMES, SIZE, seed=7)
+
+
+@pytest.mark.parametrize("arch", ZOO)
+def test_architecture_name_builds_the_module(arch, models):
+    parsed = architectures.parse(arch)
+    model = models[arch]
+    names = " ".join(layer.name for layer in model.layers)
+    marker = {"tada2d": "tada", "tea": "_me_", "stm": "cmm"}.get(parsed.temporal)
+    if parsed.channel_attention:
+        marker = "_eca"
+    assert marker in names, (arch, names[:400])
+    assert model.output_shape == (None, CLASSES)
+
+
+@pytest.mark.parametrize("arch", ZOO)
+def test_fit_then_keras_file_round_trip(arch, tmp_path):
+    model = tiny(arch)
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+    x = clips(4, FRAMES, SIZE, seed=1)
+    y = np.array([0, 1, 2, 1])
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    changed = sum(not np.array_equal(b, keras.ops.convert_to_numpy(v))
+                  for b, v in zip(before, model.trainable_weights))
+    assert changed == len(before), f"{len(before) - changed} trainable variables did not move"
+    path = str(tmp_path / f"{arch}.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+
+
+BACKEND_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    import keras
+    from keras_tin.applications.records import build_for_architecture
+    assert keras.backend.backend() == os.environ["KERAS_BACKEND"]
+    jobs = json.loads(sys.argv[1])
+    for job in jobs:
+        model = build_for_architecture(job["arch"], frames=job["frames"],
+                                       input_shape=tuple(job["shape"]), classes=job["classes"],
+                                       base_filters=16, classifier_activation=None)
+        model.load_weights(job["weights"])
+        x = np.load(job["clips"])
+        np.save(job["out"], keras.ops.convert_to_numpy(model(x, training=False)))
+        model.compile(keras.optimizers.SGD(0.01),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        loss = model.fit(x, np.arange(len(x)) % job["classes"], epochs=1, verbose=0)
+        assert np.isfinite(loss.history["loss"][-1]), job["arch"]
+    print("OK", keras.backend.backend())
+""")
+
+
+@pytest.fixture(scope="module")
+def saved_weights(models, eval_clips, tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo_weights")
+    np.save(root / "clips.npy", eval_clips)
+    jobs = []
+    for arch, model in models.items():
+        path = str(root / f"{arch}.weights.h5")
+        model.save_weights(path)
+        jobs.append(dict(arch=arch, frames=FRAMES, shape=[FRAMES, SIZE, SIZE, 3],
+                         classes=CLASSES, weights=path, clips=str(root / "clips.npy")))
+    return root, jobs
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_same_outputs_and_training_on_jax_and_torch(backend, models, eval_clips,
+                                                     saved_weights):
+    root, jobs = saved_weights
+    jobs = [dict(job, out=str(root / f"{job['arch']}_{backend}.npy")) for job in jobs]
+    script = root / "backend_check.py"
+    script.write_text(BACKEND_SCRIPT)
+    env = dict(os.environ, KERAS_BACKEND=backend, CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, str(script), json.dumps(jobs)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for job in jobs:
+        expected = models[job["arch"]](eval_clips, training=False).numpy()
+        np.testing.assert_allclose(np.load(job["out"]), expected, atol=1e-4,
+                                   err_msg=f"{job['arch']} on {backend}")
+
+
+RELOAD = textwrap.dedent("""
+    import json, os, sys
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.modules["keras_tin"] = None  # any `import keras_tin` now raises ImportError
+    import numpy as np
+    import tensorflow as tf
+    for job in json.loads(sys.argv[1]):
+        fn = tf.saved_model.load(job["path"]).signatures["serving_default"]
+        out = fn(clips=tf.constant(np.load(job["clips"])))["predictions"].numpy()
+        np.save(job["out"], out)
+    print("RELOADED")
+""")
+
+
+def test_saved_model_reloads_without_keras_tin_and_equals_keras(models, eval_clips, tmp_path):
+    np.save(tmp_path / "clips.npy", eval_clips)
+    jobs = []
+    for arch, model in models.items():
+        path = export_saved_model(model, tmp_path / arch, input_dtype="float32")
+        jobs.append(dict(path=str(path), clips=str(tmp_path / "clips.npy"),
+                         out=str(tmp_path / f"{arch}.npy")))
+    script = tmp_path / "reload.py"
+    script.write_text(RELOAD)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run([sys.executable, "-I", str(script), json.dumps(jobs)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for arch, job in zip(models, jobs):
+        expected = models[arch](eval_clips, training=False).numpy()
+        np.testing.assert_allclose(np.load(job["out"]), expected, atol=1e-4, err_msg=arch)
+
+
+@pytest.mark.parametrize("arch", ZOO)
+def test_tflite_float_equals_keras_and_int8_runs(arch, models, eval_clips, tmp_path):
+    model = models[arch]
+    expected = model(eval_clips, training=False).numpy()
+    path = export_tflite(model, str(tmp_path / f"{arch}.tflite"))
+    got = np.concatenate([TFLiteModel(path)(clip[None]) for clip in eval_clips])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    int8 = export_tflite(model, str(tmp_path / f"{arch}_int8.tflite"), quantize="int8",
+                         representative_dataset=clips(8, FRAMES, SIZE, seed=3))
+    out = np.concatenate([TFLiteModel(int8)(clip[None]) for clip in eval_clips])
+    assert out.shape == expected.shape and np.isfinite(out).all()
+    # Not a constant: the int8 logits still separate the clips' classes somewhat.
+    assert np.ptp(out) > 0
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return training_layouts.three_class_videos(str(tmp_path_factory.mktemp("videos")))
+
+
+@pytest.mark.parametrize("arch", ["tada2d_resnet50", "tea_res2net50"])
+def test_train_cli_selects_the_architecture(arch, videos, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["train", "--dataset", "folder", "--root", videos, "--output-dir",
+                     str(out), "--arch", arch, "--base-filters", "16", "--image-size", "32",
+                     "--frames", "4", "--epochs", "1", "--batch-size", "2", "--val-split", "",
+                     "--verbose", "0"])
+    assert code == 0, capsys.readouterr()
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert model.name == arch
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["arch"] == arch
+
+
+def test_train_config_arch_errors_quote_the_value():
+    from keras_tin.training import TrainConfig
+
+    config = TrainConfig(arch="stm_resnet50")
+    assert (config.temporal, config.depth) == ("stm", 50)
+    with pytest.raises(ValueError, match=r"Received: arch='tada_resnet5'"):
+        TrainConfig(arch="tada_resnet5")
+    with pytest.raises(ValueError, match="image backbone"):
+        TrainConfig(arch="res2net50")
