@@ -44,6 +44,7 @@ from typing import Optional
 import keras
 
 from keras_tin import layers as tin_layers
+from keras_tin.layers import eca as eca_layers
 from keras_tin.layers import tada as tada_layers
 from keras_tin.layers import tea as tea_layers
 
@@ -240,3 +241,15 @@ NON_LOCAL = ModuleSpec("non_local", "after_block", build_non_local,
                        layer_types=(tin_layers.NonLocalAttention,),
                        description="non-local blocks (mmaction2 NL3DWrapper) after chosen "
                                    "blocks")
+
+
+# --- ECA channel attention: an add-on at "after_bn3" in every block, chosen by the builder
+
+def build_eca(site):
+    """ECA (keras_tin.layers.eca) after the branch's last BN; the kernel size is
+    site.options["eca_kernel_sizes"][site.stage]."""
+    return eca_layers.ECA(site.options["eca_kernel_sizes"][site.stage], name=site.name + "_eca")
+
+
+ECA = ModuleSpec("eca", "after_bn3", build_eca, layer_types=(eca_layers.ECA,),
+                 description="ECA channel attention after the last BN of every block")
