@@ -13,6 +13,7 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 NORMALIZATIONS = {
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
     "inception": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),  # x / 127.5 - 1
+    "tadaconv": ((114.75, 114.75, 114.75), (57.375, 57.375, 57.375)),  # 0.45 / 0.225 on 0-1
 }
 TEMPORAL_MODULES = ("tin", "tsm", "tsn")
 

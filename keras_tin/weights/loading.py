@@ -16,7 +16,8 @@ from keras_tin.weights import convert
 from keras_tin.weights import registry
 
 TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar")
-NORMALIZATION_MEANS = {"imagenet": (123.675, 116.28, 103.53), "inception": (127.5, 127.5, 127.5)}
+NORMALIZATION_MEANS = {"imagenet": (123.675, 116.28, 103.53), "inception": (127.5, 127.5, 127.5),
+                       "tadaconv": (114.75, 114.75, 114.75)}
 
 
 def _model_normalization(model):

@@ -1214,9 +1214,10 @@ def read_checkpoint(path, use_torch=False, max_bytes=None):
 
 
 def extract_state_dict(checkpoint):
-    """The state dict inside a checkpoint (`state_dict` / `model` / the dict itself)."""
+    """The state dict inside a checkpoint (`state_dict` / `model` / `model_state`
+    (TAdaConv) / the dict itself)."""
     obj = checkpoint
-    for key in ("state_dict", "model", "module"):
+    for key in ("state_dict", "model", "module", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break

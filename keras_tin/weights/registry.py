@@ -91,10 +91,8 @@ def download(name, cache_dir=None, allow_unverified=False, converted=False):
                              f"empty); load it without converted=True.")
     else:
         url, sha256, prefix = record.get("url"), record.get("sha256"), record.get("sha256_prefix")
-    if not url:
-        raise ValueError(
-            f"'{name}' has no direct download URL; get it from {record.get('download_page')} "
-            f"and pass the local file as weights=<path>.")
+    if not url:  # "download": "manual" (Google Drive / Baidu only): a file the user fetched
+        return _manual_file(record, cache_dir, allow_unverified)
     fname = url.rstrip("/").split("/")[-1]
     if cache_dir is not None:
         if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
@@ -125,6 +123,40 @@ def download(name, cache_dir=None, allow_unverified=False, converted=False):
             _remove(path)
         raise
     return path
+
+
+class ManualDownloadError(FileNotFoundError, ValueError):
+    """A manifest checkpoint that must be downloaded by hand and is not in the cache (a
+    FileNotFoundError, and a ValueError like the loader's other refusals)."""
+
+
+def manual_file_name(record):
+    """The cache file name of a record without a direct URL: its "file_name", else
+    <name>.pth."""
+    return record.get("file_name") or f"{record['name']}.pth"
+
+
+def _manual_file(record, cache_dir, allow_unverified):
+    """A record that cannot be downloaded automatically: its file placed in the cache by
+    hand (hash-checked like a download, where a hash is published), or a
+    ManualDownloadError saying where to get it and how to pass it."""
+    name = record["name"]
+    cached = _cache_path(cache_dir, manual_file_name(record))
+    if os.path.isfile(cached):
+        verify_hash(cached, record.get("sha256"), record.get("sha256_prefix"), name,
+                    allow_unverified)
+        return cached
+    pages = [record.get("download_page")] + list(record.get("download_mirrors") or [])
+    where = " or ".join(p for p in pages if p) or record.get("source") or "its publisher"
+    hashed = record.get("sha256") or record.get("sha256_prefix")
+    check = ("it is checked against the published sha256" if hashed else
+             "no hash is published, so also pass allow_unverified=True (or set "
+             f"{ALLOW_UNVERIFIED_ENV}=1) once you trust the file")
+    raise ManualDownloadError(
+        f"'{name}' cannot be downloaded automatically (the publisher shares it only "
+        f"through {where}). Download it by hand, then either pass the file itself, "
+        f"weights=\"<path to file>\" (e.g. weights=\"/data/{manual_file_name(record)}\"), "
+        f"or save it as {cached} and use weights={name!r} ({check}).")
 
 
 def _hash_mismatch(name, url, sha256, cache_dir, fname):
