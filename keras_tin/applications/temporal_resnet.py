@@ -25,6 +25,12 @@ attention over the T*H*W positions of each clip, keys and values max-pooled 2x2 
 theta / phi / g 1x1 convs to C/2 channels with bias (gaussian: no theta / phi convs, the
 attention compares the features x themselves), conv_out 1x1 back to C channels without
 bias. The BN's gamma starts at zero, so a fresh block is the identity.
+
+ECA channel attention (channel_attention="eca") follows the official ECA-Net ResNets
+(BangguWu/ECANet models/eca_resnet.py): in every block, after the branch's last BN (bn3 of a
+bottleneck, bn2 of a basic block) and before the residual add, x * sigmoid(Conv1d_k(GAP(x)))
+with the 1-D convolution across channels (keras_tin.layers.eca). The kernel size k is fixed
+per stage; the defaults are those of the released ImageNet checkpoints (ECA_KERNEL_SIZES).
 """
 
 import numbers
@@ -39,6 +45,7 @@ from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
 from keras_tin.applications.video_model import resolve_normalization
 from keras_tin.applications.video_model import video_head
+from keras_tin.layers.eca import check_kernel_size
 from keras_tin.layers.non_local import check_mode
 from keras_tin.layers.temporal_interlace import positive_int
 
@@ -50,6 +57,10 @@ DEPTHS = {
 }
 # mmaction2's non-local TSM-R50 configs: blocks 0, 2 of layer2 and 0, 2, 4 of layer3.
 DEFAULT_NON_LOCAL_BLOCKS = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
+CHANNEL_ATTENTIONS = (None, "eca")
+# Per-stage ECA kernel sizes of the released ECA-ResNet ImageNet checkpoints (BangguWu/ECANet
+# README: eca_resnet18_k3577, eca_resnet34_k3357, eca_resnet50_k3557, eca_resnet101_k3357).
+ECA_KERNEL_SIZES = {18: (3, 5, 7, 7), 34: (3, 3, 5, 7), 50: (3, 5, 5, 7), 101: (3, 3, 5, 7)}
 
 
 def module_every(temporal, stage_blocks):
@@ -91,6 +102,35 @@ def non_local_placement(non_local, non_local_blocks, stage_blocks):
                  for stage, n in zip(non_local_blocks, stage_blocks))
 
 
+def eca_kernel_sizes_for(channel_attention, eca_kernel_sizes, depth):
+    """The per-stage ECA kernel sizes (a tuple of 4 odd positive ints), or None without
+    channel attention. Raises ValueError quoting a bad argument."""
+    if channel_attention not in CHANNEL_ATTENTIONS:
+        raise ValueError(f"channel_attention must be one of {CHANNEL_ATTENTIONS}. Received: "
+                         f"channel_attention={channel_attention!r}")
+    if channel_attention is None:
+        if eca_kernel_sizes is not None:
+            raise ValueError("eca_kernel_sizes needs channel_attention='eca'. Received: "
+                             f"channel_attention=None, eca_kernel_sizes={eca_kernel_sizes!r}")
+        return None
+    if eca_kernel_sizes is None:
+        return ECA_KERNEL_SIZES[depth]
+    if (not isinstance(eca_kernel_sizes, (list, tuple))
+            or len(eca_kernel_sizes) != len(DEPTHS[depth][1])):
+        raise ValueError(f"eca_kernel_sizes must have one odd kernel size per stage "
+                         f"({len(DEPTHS[depth][1])} stages), e.g. {ECA_KERNEL_SIZES[depth]} "
+                         f"(the released ECA-ResNet-{depth}). Received: "
+                         f"eca_kernel_sizes={eca_kernel_sizes!r}")
+    for size in eca_kernel_sizes:
+        try:
+            check_kernel_size(size, "eca_kernel_sizes")
+        except ValueError:
+            raise ValueError(f"eca_kernel_sizes must be odd positive integers, e.g. "
+                             f"{ECA_KERNEL_SIZES[depth]}. Received: "
+                             f"eca_kernel_sizes={eca_kernel_sizes!r}") from None
+    return tuple(int(size) for size in eca_kernel_sizes)
+
+
 def block_kind_for(spec, depth, block=None):
     """The residual block kind a network of this temporal kind and depth is built from,
     refusing a kind the depth or the module cannot take (quoting it)."""
@@ -114,7 +154,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
                    normalization="auto", implementation="auto", fuse=True,
                    base_filters=64, non_local=None, non_local_blocks=None, block=None,
-                   name=None):
+                   channel_attention=None, eca_kernel_sizes=None, name=None):
     """Builds a temporal ResNet; the public constructors below fix temporal and depth.
 
     Args:
@@ -154,6 +194,17 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
             ModuleSpec.block; "bottleneck" for TIN/TSM/TSN), "bottleneck", or "res2net"
             (Res2Net-26w-4s, e.g. `TemporalResNet("tsn", 50, block="res2net")` is the
             Res2Net-50 image backbone applied per frame). Depth 18/34 use "basic".
+        channel_attention: None, or "eca": ECA channel attention in every block, after
+            the branch's last BN and before the residual add (ECA-Net, BangguWu/ECANet),
+            with any temporal kind and non_local. `weights=` then takes the official
+            ECA-ResNet ImageNet checkpoints ({'state_dict': {'module.conv1.weight', ...,
+            'module.layer1.0.eca.conv.weight', ..., 'module.fc.weight'}}) for the
+            backbone, and their classifier when the class count matches. A plain
+            torchvision ResNet also loads, leaving the ECA kernels at their
+            initialisation (announced).
+        eca_kernel_sizes: with channel_attention="eca": the odd 1-D kernel size of each
+            of the 4 stages. Default: the released checkpoints' (3, 5, 7, 7) for depth 18,
+            (3, 3, 5, 7) for 34, (3, 5, 5, 7) for 50, (3, 3, 5, 7) for 101.
         name: model name.
 
     Returns:
@@ -172,7 +223,9 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     block_fn = blocks.get_block(block_kind)
     every = spec.module_every(stage_blocks)
     placement = non_local_placement(non_local, non_local_blocks, stage_blocks)
-    options = {"implementation": implementation, "non_local": non_local}
+    eca_sizes = eca_kernel_sizes_for(channel_attention, eca_kernel_sizes, depth)
+    options = {"implementation": implementation, "non_local": non_local,
+               "eca_kernel_sizes": eca_sizes}
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = blocks.conv(base_filters, 7, 2, "conv1")(x)
     x = keras.layers.ReLU()(blocks.batch_norm("bn1")(x))
@@ -185,6 +238,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
             block_name = f"layer{stage + 1}_{b}"
             strides = spec.stage_strides[stage] if b == 0 else 1
             specs = ((spec,) if b % every == 0 else ()) + (
+                (temporal_modules.ECA,) if eca_sizes else ()) + (
                 (temporal_modules.NON_LOCAL,) if placement and placement[stage][b] else ())
             x = block_fn(x, planes, strides, block_name,
                          blocks.Hooks(specs, frames, block_name, stage, b, options), fuse)
