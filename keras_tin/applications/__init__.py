@@ -16,6 +16,7 @@ from keras_tin.applications.temporal_resnet import TSNResNet50
 from keras_tin.applications.temporal_resnet import TSNResNet101
 from keras_tin.applications.temporal_resnet import TAda2DResNet50
 from keras_tin.applications.temporal_resnet import TEARes2Net50
+from keras_tin.applications.temporal_resnet import STMResNet50
 from keras_tin.applications.temporal_resnet import TSNRes2Net50
 from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
 from keras_tin.applications.mobilenet_v2 import TINMobileNetV2

@@ -45,6 +45,7 @@ import keras
 
 from keras_tin import layers as tin_layers
 from keras_tin.layers import eca as eca_layers
+from keras_tin.layers import stm as stm_layers
 from keras_tin.layers import tada as tada_layers
 from keras_tin.layers import tea as tea_layers
 
@@ -198,6 +199,9 @@ register(ModuleSpec("tea", ("after_conv1", "res2net_group"), tea_layers.build,
                     layer_types=tea_layers.LAYER_TYPES, block="res2net", depths=(50,),
                     description="TEA: motion excitation after conv1 and temporal convs on "
                                 "the Res2Net groups (Res2Net-50 blocks)"))
+register(ModuleSpec("stm", "conv2", stm_layers.build, layer_types=stm_layers.LAYER_TYPES,
+                    depths=(50, 101), description="STM: CSTM + CMM in place of every "
+                                                  "bottleneck's 3x3 conv"))
 
 
 # --- non-local blocks: a module at "after_block", chosen per block by the builder ---------

@@ -285,5 +285,6 @@ TSNResNet50 = _constructor("tsn", 50)
 TSNResNet101 = _constructor("tsn", 101)
 TAda2DResNet50 = _constructor("tada2d", 50, display="TAda2D")
 TEARes2Net50 = _constructor("tea", 50, display="TEA", backbone="Res2Net")
+STMResNet50 = _constructor("stm", 50, display="STM")
 # The Res2Net-50 (26w x 4s) image backbone per frame; frames=1 is architecture "res2net50".
 TSNRes2Net50 = _constructor("tsn", 50, display="TSN", backbone="Res2Net", block="res2net")
