@@ -73,7 +73,6 @@ TIN_VARIABLES = ("offset_", "weight_conv")
 FAMILY_CONVERTERS = [
     "keras_tin.weights.convert_mobilenet",
     "keras_tin.weights.convert_res2net",
-    "keras_tin.weights.convert_res2net",
     "keras_tin.weights.convert_tada",
 ]
 
