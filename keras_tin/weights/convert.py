@@ -74,6 +74,7 @@ FAMILY_CONVERTERS = [
     "keras_tin.weights.convert_mobilenet",
     "keras_tin.weights.convert_res2net",
     "keras_tin.weights.convert_tada",
+    "keras_tin.weights.convert_stm",
 ]
 
 
