@@ -173,9 +173,14 @@ class TAda2DResNet(nn.Module):
         return self.head(self.backbone(x))
 
 
-def randomize(model, seed=0):
+def randomize(model, seed=0, calibrate_with=None):
     """Random weights, non-trivial BN statistics, and the zero-initialised parts (route
-    functions' last conv, pool BNs) made non-zero; returns the model in eval mode."""
+    functions' last conv, pool BNs) made non-zero; returns the model in eval mode.
+
+    A deep random network washes its input out (every clip gives nearly the same logits)
+    unless the BN statistics follow the activations, so with `calibrate_with` (a batch of
+    normalised clips, N x 3 x T x H x W) the running statistics are measured on it and then
+    perturbed: the clips stay apart and the statistics still differ from the batch's."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, module in model.named_modules():
@@ -198,6 +203,24 @@ def randomize(model, seed=0):
                 module.bias.copy_(torch.randn(c, generator=gen) * 0.2)
                 module.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
                 module.running_var.copy_(0.5 + torch.rand(c, generator=gen) * 1.5)
+                module.num_batches_tracked.fill_(123)
+        if calibrate_with is not None:
+            bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]
+            for module in bns:
+                module.reset_running_stats()
+                module.momentum = None  # cumulative average: the batch's statistics
+            model.train()
+            model(calibrate_with)
+            for module in bns:
+                module.momentum = 0.1
+                c = module.num_features
+                std = module.running_var.sqrt()
+                module.running_mean.add_(0.2 * std * torch.randn(c, generator=gen))
+                module.running_var.mul_(0.6 + 0.8 * torch.rand(c, generator=gen))
+                # Near-constant channels (dead after a ReLU, few positions deep in the
+                # network) would divide rounding noise by ~sqrt(eps): a floor keeps the
+                # network well conditioned.
+                module.running_var.clamp_(min=0.3)
                 module.num_batches_tracked.fill_(123)
     return model.eval()
 
