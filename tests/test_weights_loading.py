@@ -52,7 +52,7 @@ def test_manifest_records_are_complete():
               "license", "converted_url", "converted_sha256"}
     for r in records:
         assert fields <= set(r), r["name"]
-        assert r["layout"] in ("openmmlab", "authors", "torchvision")
+        assert r["layout"] in ("openmmlab", "authors", "torchvision", "tadaconv")
         assert r["verified_by_us"] is False
         if r["sha256_prefix"] and r["url"]:
             assert r["url"].endswith(f"-{r['sha256_prefix']}.pth"), r["name"]
@@ -60,7 +60,8 @@ def test_manifest_records_are_complete():
         assert "//hanlab.mit.edu" not in str(r["url"]), r["name"]
         assert (r["mean"], r["std"]) == {
             "imagenet": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
-            "inception": ([127.5] * 3, [127.5] * 3)}[r["normalization"]], r["name"]
+            "inception": ([127.5] * 3, [127.5] * 3),
+            "tadaconv": ([114.75] * 3, [57.375] * 3)}[r["normalization"]], r["name"]
 
 
 def test_manifest_corrections_from_the_publishers():
