@@ -14,6 +14,7 @@ import re
 import numpy as np
 
 from keras_tin.weights import layouts
+from keras_tin.weights import layouts_eca
 from keras_tin.weights import pth_reader
 
 ARCH_PATTERN = re.compile(r"^(tin|tsm|tsn)_resnet(18|34|50|101)$")
@@ -145,7 +146,9 @@ def match_variables(canonical, variables, keras_target, head_loaded, temporal):
                               f"{tuple(variable.shape)}")
             continue
         assignments[(target_layer, var_name)] = array
-    missing, kept = [], {"temporal-module": [], "non-local-block": []}
+    missing, kept = [], {"temporal-module": [], "non-local-block": [], "ECA": []}
+    # ECA kernels keep their init only when the source has none (a plain ImageNet ResNet).
+    source_eca = any(layer.endswith("_eca") for layer, _ in assignments)
     for layer, var_name in variables:
         if (layer, var_name) in assignments or (layer == "fc" and not head_loaded):
             continue
@@ -153,6 +156,8 @@ def match_variables(canonical, variables, keras_target, head_loaded, temporal):
             kept["temporal-module"].append(f"{layer}/{var_name}")
         elif temporal is None and "_nl_" in layer:  # ImageNet backbone, as mmaction2 starts
             kept["non-local-block"].append(f"{layer}/{var_name}")
+        elif temporal is None and layer.endswith("_eca") and not source_eca:
+            kept["ECA"].append(f"{layer}/{var_name}")
         else:
             missing.append(f"{layer}/{var_name}")
     problems = []
@@ -187,8 +192,8 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     Keras variable must be covered, or nothing is assigned and a ValueError lists the
     offending names. Two exceptions, both announced: a classifier whose class count
     differs from the model's (or a model without a classifier) keeps its own head, and a
-    plain torchvision backbone leaves the temporal modules and non-local blocks at their
-    initialisation.
+    plain torchvision backbone leaves the temporal modules, non-local blocks and (without
+    ECA keys of its own) ECA kernels at their initialisation.
 
     Returns a dict: layout, temporal (of the checkpoint), head_loaded.
     """
@@ -217,6 +222,8 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
             "checkpoint was trained with)" if ckpt_nl else
             "the model has non-local blocks but the checkpoint has none; build it with "
             "non_local=None")
+    if problems:
+        problems += layouts_eca.hints(canonical, variables)
     if problems:
         raise ValueError(f"Cannot load the {layout}-layout checkpoint into model "
                          f"'{model.name}'; nothing was loaded. " + "; ".join(problems))

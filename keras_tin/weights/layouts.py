@@ -7,6 +7,7 @@ Every layout is first rewritten to one canonical, torchvision-like naming:
     layer{L}.{b}.downsample.0.weight, layer{L}.{b}.downsample.1.*,
     layer{L}.{b}.tin.{offset_conv,offset_fc1,offset_fc2,weight_conv}.{weight,bias},
     layer{L}.{b}.nl.{g,theta,phi,conv_out}.{weight,bias}, layer{L}.{b}.nl.bn.*,
+    layer{L}.{b}.eca.weight (ECA channel attention, layouts_eca.py),
     fc.{weight,bias}
 
 and the canonical names are then mapped to Keras variables with the layout
@@ -14,7 +15,8 @@ conversions of docs/TIN_SPEC.md (Conv2d [out,in,kh,kw] -> [kh,kw,in,out], Conv1d
 [out,in,k] -> [k,in,out], Linear [out,in] -> [in,out]).
 
 The rules of each publisher live in a file of its own: layouts_openmmlab.py,
-layouts_mit.py (MIT TSM), layouts_tin_authors.py (X-Temporal TIN), layouts_torchvision.py;
+layouts_mit.py (MIT TSM), layouts_tin_authors.py (X-Temporal TIN), layouts_torchvision.py,
+layouts_eca.py (ECA-Net ResNets: torchvision names plus layerL.b.eca.conv.weight);
 the other families' layouts are in their converters' files (layouts_mobilenet.py,
 layouts_tada.py, layouts_res2net.py, layouts_stm.py). This file holds the machinery:
 detection, canonicalisation and the canonical -> Keras variable map.
@@ -38,6 +40,7 @@ import re
 
 import numpy as np
 
+from keras_tin.weights import layouts_eca
 from keras_tin.weights import layouts_mit
 from keras_tin.weights import layouts_openmmlab
 from keras_tin.weights import layouts_tin_authors
@@ -51,7 +54,7 @@ _OPENMMLAB_RULES = layouts_openmmlab.RULES
 _OPENMMLAB_WRAPPED = layouts_openmmlab.WRAPPED
 _NON_LOCAL_CONV = layouts_openmmlab.NON_LOCAL_CONV
 _AUTHORS_RULES = layouts_tin_authors.RULES + layouts_mit.RULES
-_TORCHVISION_RULES = layouts_torchvision.RULES
+_TORCHVISION_RULES = layouts_torchvision.RULES + layouts_eca.RULES
 
 LAYOUTS = ("openmmlab", "authors", "torchvision")
 
@@ -168,6 +171,8 @@ def keras_target(canonical):
         if what == "weight":
             return f"{block}_nl_{module}", "kernel", (2, 3, 1, 0)
         return f"{block}_nl_{module}", "bias", None
+    if kind == "eca":
+        return layouts_eca.keras_target(block)
     if kind == "tin":
         module, what = parts[3], parts[4]
         var = f"{_TIN[module]}_{'kernel' if what == 'weight' else 'bias'}"
