@@ -25,13 +25,14 @@ STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
 def stm_shift_weight(channels):
-    """The CSTM Conv1d's initial weight (C, 1, 3): the first C//4 channels read frame t-1,
-    the last C//4 frame t+1, the C//2 after the first quarter frame t."""
+    """The CSTM Conv1d's initial weight (C, 1, 3) as the author's slices set it: the first
+    C//4 channels read frame t-1, the next C//2 frame t, the last ceil(C/4) (the slice
+    [-C//4:], Python's floor of -C/4) frame t+1. With C % 4 == 0: C/4, C/2, C/4."""
     weight = torch.zeros(channels, 1, 3)
     quarter, half = channels // 4, channels // 2
     weight[:quarter, 0, 0] = 1.0
     weight[quarter:quarter + half, 0, 1] = 1.0
-    weight[channels - quarter:, 0, 2] = 1.0
+    weight[-channels // 4:, 0, 2] = 1.0
     return weight
 
 

@@ -33,13 +33,12 @@ by layer name:
 The CMM's convs start as PyTorch's default Conv2d initialisation (uniform +-1/sqrt(fan_in);
 the author's code leaves its init loop commented out), the CSTM conv as the shift above.
 
-The published code defines STM on bottlenecks only (ResNet-50/101/152). Its init pattern
-leaves one or two channels (C//4 + C//2 up to C - C//4) at zero when C is not a multiple of
-4, and its
-stride-2 blocks fail on odd feature maps (the 2x2 max-pool floors, the 3x3 conv rounds up):
-here every channel's tap is set (identical whenever C % 4 == 0, as in every ResNet width
-multiple of 16), and an odd feature map in a stride-2 block is refused when the model is
-built.
+The published code defines STM on bottlenecks only (ResNet-50/101/152). Its init slices
+(`w[:C//4]`, `w[C//4:C//4+C//2]`, `w[-C//4:]`, the last being -ceil(C/4) in Python) differ
+from the pattern above only when C is not a multiple of 4 (the last ceil(C/4) channels read
+t+1, and with C % 4 == 3 one channel starts at zero); every ResNet width that is a multiple
+of 16 gives the same kernel. Its stride-2 blocks fail on odd feature maps (the 2x2 max-pool
+rounds down, the 3x3 conv up): here such a model is refused when it is built.
 """
 
 import keras
