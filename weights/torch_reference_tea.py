@@ -106,7 +106,7 @@ class Bottle2neck(nn.Module):
         if self.temporal == "tea":
             out = self.me(out)
         parts = list(torch.split(out, self.width, dim=1))
-        outs = []
+        outs, sp = [], None
         for i in range(3):
             sp = parts[i] if (i == 0 or self.first) else sp + parts[i]
             if self.temporal == "tea":
