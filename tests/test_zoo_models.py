@@ -184,11 +184,13 @@ def test_saved_model_reloads_without_keras_tin_and_equals_keras(models, eval_cli
 def test_tflite_float_equals_keras_and_int8_runs(arch, models, eval_clips, tmp_path):
     model = models[arch]
     expected = model(eval_clips, training=False).numpy()
-    path = export_tflite(model, str(tmp_path / f"{arch}.tflite"))
+    path = str(tmp_path / f"{arch}.tflite")
+    export_tflite(model, path)
     got = np.concatenate([TFLiteModel(path)(clip[None]) for clip in eval_clips])
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    int8 = export_tflite(model, str(tmp_path / f"{arch}_int8.tflite"), quantize="int8",
-                         representative_dataset=clips(8, FRAMES, SIZE, seed=3))
+    int8 = str(tmp_path / f"{arch}_int8.tflite")
+    export_tflite(model, int8, quantize="int8",
+                  representative_dataset=clips(8, FRAMES, SIZE, seed=3))
     out = np.concatenate([TFLiteModel(int8)(clip[None]) for clip in eval_clips])
     assert out.shape == expected.shape and np.isfinite(out).all()
     # Not a constant: the int8 logits still separate the clips' classes somewhat.
