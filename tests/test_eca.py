@@ -53,8 +53,9 @@ def reference(depth=50, seed=1, classes=CLASSES, width=WIDTH, **kwargs):
     return tr.randomize(ref, seed=seed).eval()
 
 
-def save_official(ref, path):
-    torch.save(te.official_checkpoint(ref), str(path))
+def save_official(ref, path, legacy=False):
+    """The official layout; legacy=True: the pre-1.6 serialisation of the 2019/2020 files."""
+    torch.save(te.official_checkpoint(ref), str(path), _use_new_zipfile_serialization=not legacy)
     return str(path)
 
 
@@ -119,7 +120,7 @@ def test_tsn_eca_r50_with_the_imagenet_checkpoint_is_the_image_model_per_frame(t
     every frame, logits averaged; with another class count the backbone still loads."""
     frames = 3
     ref = reference(50, seed=1)
-    path = save_official(ref, tmp_path / "eca_resnet50_k3557.pth.tar")
+    path = save_official(ref, tmp_path / "eca_resnet50_k3557.pth.tar", legacy=True)
     x = clips(frames)
     model = eca_model("tsn", 50, frames, weights=path)
     with torch.no_grad():

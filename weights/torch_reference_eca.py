@@ -154,8 +154,25 @@ def official_state_dict(model):
     return {k: v for k, v in model.state_dict().items() if ".temporal." not in k}
 
 
-def official_checkpoint(model):
-    """{'state_dict': {'module.' + key: tensor}}: a DataParallel training checkpoint, the
-    layout of the released eca_resnet*_k*.pth.tar files."""
-    return {"state_dict": {"module." + k: v for k, v in official_state_dict(model).items()},
-            "arch": "eca_resnet", "epoch": 100}
+def official_checkpoint(model, optimizer=True):
+    """A training checkpoint as the ECA-Net main.py saves it from a DataParallel model, the
+    layout of the released eca_resnet*_k*.pth.tar files: {'epoch', 'arch',
+    'state_dict': {'module.' + key: tensor}, 'best_prec1', 'optimizer'} (with optimizer=True,
+    an SGD state with momentum buffers)."""
+    checkpoint = {"epoch": 100, "arch": "eca_resnet",
+                  "state_dict": {"module." + k: v
+                                 for k, v in official_state_dict(model).items()},
+                  "best_prec1": torch.tensor(77.42)}
+    if optimizer:
+        params = list(model.parameters())
+        sgd = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        saved = [p.detach().clone() for p in params]
+        sgd.step()  # creates the momentum buffers
+        with torch.no_grad():
+            for p, value in zip(params, saved):  # weight decay moved the weights: undo
+                p.copy_(value)
+                p.grad = None
+        checkpoint["optimizer"] = sgd.state_dict()
+    return checkpoint
