@@ -127,9 +127,6 @@ def test_tsn_eca_r50_with_the_imagenet_checkpoint_is_the_image_model_per_frame(t
         want = te.video_logits(ref, folded(x), frames).numpy()
     got = np.asarray(model.predict(x, verbose=0))
     err = np.abs(got - want).max()
-    with capsys.disabled():
-        print(f"TSN+ECA-R50 (width {WIDTH}): max |keras - torch| = {err:.2e}, "
-              f"max |logit| = {np.abs(want).max():.3f}")
     assert err < TOL
     assert np.abs(want[0] - want[1]).max() > 30 * TOL  # distinct clips, distinct logits
     # The ECA gates matter: the same network without them is far off.
@@ -150,6 +147,8 @@ def test_tsn_eca_r50_with_the_imagenet_checkpoint_is_the_image_model_per_frame(t
         ref_features = ref.features(folded(x)).mean(dim=(2, 3)).reshape(
             2, frames, -1).mean(dim=1).numpy()
     assert np.abs(features - ref_features).max() < TOL
+    print(f"TSN+ECA-R50 (width {WIDTH}): max |keras - torch| = {err:.2e}, "
+          f"max |logit| = {np.abs(want).max():.3f}")  # shown on failure
 
 
 def test_eca_r50_at_the_released_width(tmp_path):
@@ -365,3 +364,60 @@ def test_video_checkpoint_without_eca_into_an_eca_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"layer1_0_eca/kernel.*checkpoint has none; build it "
                                          r"with channel_attention=None"):
         load_weights(model, str(path), verbose=False)
+
+
+# --- the manifest records of the released ECA-ResNets (downloaded by hand) ------------------
+
+ECA_RECORDS = {18: "eca_resnet18_k3577_imagenet", 34: "eca_resnet34_k3357_imagenet",
+               50: "eca_resnet50_k3557_imagenet", 101: "eca_resnet101_k3357_imagenet"}
+
+
+def test_manifest_records_of_the_released_eca_resnets():
+    from keras_tin.weights import registry
+    for depth, name in ECA_RECORDS.items():
+        r = registry.get_record(name)
+        assert r["architecture"] == f"eca_resnet{depth}" and r["layout"] == "torchvision"
+        assert r["url"] is None and r["download"] == "manual" and r["classes"] == 1000
+        assert r["download_page"].startswith("https://drive.google.com/open?id=")
+        assert r["download_mirrors"][0].startswith("https://pan.baidu.com/s/")
+        # The file name's k-tag, the record's sizes and the constructor default agree.
+        assert tuple(r["eca_kernel_sizes"]) == ECA_KERNEL_SIZES[depth]
+        assert name.split("_")[2] == "k" + "".join(map(str, r["eca_kernel_sizes"]))
+    # BangguWu/ECANet README, ImageNet table.
+    assert [registry.get_record(n)["top1"] for n in ECA_RECORDS.values()] == [
+        70.92, 74.21, 77.42, 78.65]
+
+
+def test_eca_record_builds_its_model_with_the_released_kernel_sizes():
+    from keras_tin.weights import registry
+    from keras_tin.weights.loading import build_for_record
+    record = registry.get_record(ECA_RECORDS[18])
+    model = build_for_record(record, input_shape=(1, 32, 32, 3), base_filters=16)
+    assert model.output_shape == (None, 1000)
+    assert [layer.kernel_size for layer in eca_layers(model)] == [
+        k for k in record["eca_kernel_sizes"] for _ in range(2)]
+
+
+def test_eca_record_file_placed_by_hand_loads_into_an_eca_video_model(tmp_path):
+    from keras_tin.weights import load_weights
+    from keras_tin.weights import registry
+    name = ECA_RECORDS[18]
+    model = eca_model("tsm", 18, 2, classes=1000, base_filters=64)
+    with pytest.raises(registry.ManualDownloadError, match=r"drive\.google\.com.*utsy"):
+        load_weights(model, name, cache_dir=str(tmp_path))
+    ref = reference(18, seed=15, classes=1000, width=64)
+    cached = tmp_path / registry.CACHE_SUBDIR / f"{name}.pth"
+    cached.parent.mkdir(parents=True)
+    save_official(ref, cached)
+    with pytest.warns(UserWarning, match="unverified"):
+        load_weights(model, name, cache_dir=str(tmp_path), allow_unverified=True,
+                     verbose=False)
+    np.testing.assert_allclose(model.get_layer("layer3_1_eca").kernel.numpy()[:, 0, 0],
+                               ref.layer3[1].eca.conv.weight.detach().numpy()[0, 0])
+    np.testing.assert_allclose(model.get_layer("fc").kernel.numpy(),
+                               ref.fc.weight.detach().numpy().T)
+    plain = TemporalResNet("tsm", 18, frames=2, input_shape=(2, SIZE, SIZE, 3), classes=1000)
+    with pytest.warns(UserWarning, match="unverified"), \
+            pytest.raises(ValueError, match="channel_attention='eca'"):
+        load_weights(plain, name, cache_dir=str(tmp_path), allow_unverified=True,
+                     verbose=False)
