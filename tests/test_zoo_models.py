@@ -1,8 +1,8 @@
 """What every model of the zoo must do for a user, the same checks for each new temporal
 module (TAda2D, TEA on Res2Net, STM, ECA channel attention): train with model.fit, save and
 reload as .keras, run on the JAX and PyTorch backends with the same outputs, export to a
-SavedModel that reloads without keras_tin and to TFLite (float within 1e-4 of Keras, int8
-runs), and be selectable by architecture name in `keras-tin train --arch`.
+SavedModel that reloads without keras_tin and to TFLite (float within 1e-4 of Keras, relative
+to the logits' scale where it exceeds 1; int8 runs), and be selectable by architecture name in `keras-tin train --arch`.
 
 The models are small (base width 16, 4 frames, 32 px) with trained-like BatchNorm statistics
 (export_helpers.recalibrate_batchnorm) and every zero-initialised parameter made non-zero,
@@ -31,6 +31,14 @@ from keras_tin.export import export_saved_model
 from keras_tin.export import export_tflite
 
 FRAMES, SIZE, CLASSES = 4, 32, 3
+# Variables whose gradient is exactly zero in training mode: a bias right before a
+# BatchNormalization (the batch mean removes it): TAda's route-function conv a.
+NO_GRADIENT = ("tada_rf_a/bias",)
+
+
+def tolerance(expected):
+    """1e-4, relative to the logits' scale when it exceeds 1 (float32 keeps ~7 digits)."""
+    return 1e-4 * max(1.0, float(np.abs(expected).max()))
 ZOO = ("tada2d_resnet50", "tea_res2net50", "stm_resnet50", "tsm_eca_resnet50")
 
 
@@ -69,7 +77,7 @@ def test_architecture_name_builds_the_module(arch, models):
     parsed = architectures.parse(arch)
     model = models[arch]
     names = " ".join(layer.name for layer in model.layers)
-    marker = {"tada2d": "tada", "tea": "_me_", "stm": "cmm"}.get(parsed.temporal)
+    marker = {"tada2d": "tada", "tea": "_me_", "stm": "_mb_"}.get(parsed.temporal)
     if parsed.channel_attention:
         marker = "_eca"
     assert marker in names, (arch, names[:400])
@@ -82,12 +90,13 @@ def test_fit_then_keras_file_round_trip(arch, tmp_path):
     model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
     x = clips(4, FRAMES, SIZE, seed=1)
     y = np.array([0, 1, 2, 1])
-    before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_weights]
+    weights = [v for v in model.trainable_weights if not v.path.endswith(NO_GRADIENT)]
+    before = [keras.ops.convert_to_numpy(v).copy() for v in weights]
     history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
-    changed = sum(not np.array_equal(b, keras.ops.convert_to_numpy(v))
-                  for b, v in zip(before, model.trainable_weights))
-    assert changed == len(before), f"{len(before) - changed} trainable variables did not move"
+    static = [v.path for b, v in zip(before, weights)
+              if np.array_equal(b, keras.ops.convert_to_numpy(v))]
+    assert not static, f"trainable variables that did not move: {static}"
     path = str(tmp_path / f"{arch}.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)
@@ -143,8 +152,8 @@ def test_same_outputs_and_training_on_jax_and_torch(backend, models, eval_clips,
     assert proc.returncode == 0, proc.stderr[-4000:]
     for job in jobs:
         expected = models[job["arch"]](eval_clips, training=False).numpy()
-        np.testing.assert_allclose(np.load(job["out"]), expected, atol=1e-4,
-                                   err_msg=f"{job['arch']} on {backend}")
+        np.testing.assert_allclose(np.load(job["out"]), expected, atol=tolerance(expected),
+                                   rtol=0, err_msg=f"{job['arch']} on {backend}")
 
 
 RELOAD = textwrap.dedent("""
@@ -177,7 +186,8 @@ def test_saved_model_reloads_without_keras_tin_and_equals_keras(models, eval_cli
     assert proc.returncode == 0, proc.stderr[-3000:]
     for arch, job in zip(models, jobs):
         expected = models[arch](eval_clips, training=False).numpy()
-        np.testing.assert_allclose(np.load(job["out"]), expected, atol=1e-4, err_msg=arch)
+        np.testing.assert_allclose(np.load(job["out"]), expected, atol=tolerance(expected),
+                                   rtol=0, err_msg=arch)
 
 
 @pytest.mark.parametrize("arch", ZOO)
@@ -187,7 +197,7 @@ def test_tflite_float_equals_keras_and_int8_runs(arch, models, eval_clips, tmp_p
     path = str(tmp_path / f"{arch}.tflite")
     export_tflite(model, path)
     got = np.concatenate([TFLiteModel(path)(clip[None]) for clip in eval_clips])
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(got, expected, atol=tolerance(expected), rtol=0)
     int8 = str(tmp_path / f"{arch}_int8.tflite")
     export_tflite(model, int8, quantize="int8",
                   representative_dataset=clips(8, FRAMES, SIZE, seed=3))
