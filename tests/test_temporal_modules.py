@@ -141,8 +141,13 @@ def test_registered_kinds_are_the_builtin_ones_and_unknown_kinds_list_them(toy):
     assert temporal_modules.get("tsm").module_every((3, 4, 23, 3)) == 2
     assert temporal_modules.get("tin").module_every((3, 4, 23, 3)) == 1
     with pytest.raises(ValueError, match=r"temporal must be one of \('tin', 'tsm', 'tsn'.*"
-                                         r"Received: temporal='tea'"):
-        TemporalResNet("tea", 18)
+                                         r"Received: temporal='not_a_module'"):
+        TemporalResNet("not_a_module", 18)
+    with pytest.raises(ValueError, match=r"ResNet-18 is built from basic blocks; "
+                                         r"block='res2net' needs depth 50"):
+        TemporalResNet("tea", 18)  # TEA sits in Res2Net-50 blocks only
+    with pytest.raises(ValueError, match=r"temporal='tea' sits in 'res2net' blocks"):
+        TemporalResNet("tea", 50, block="bottleneck")
     toy("toy_listed", "after_bn3")
     with pytest.raises(ValueError, match=r"one of \(.*'toy_listed'\).*temporal='nope'"):
         TemporalResNet("nope", 18)

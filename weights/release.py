@@ -85,22 +85,36 @@ def to_reference_keys(state_dict, layout):
 
 
 def _architecture(record):
-    """(family, temporal, depth, frames): family 'resnet' or 'mobilenetv2'."""
-    from keras_tin.weights import convert
-    from keras_tin.weights import convert_mobilenet
+    """(family, temporal, depth, frames): family 'resnet', 'mobilenetv2', or one of the
+    zoo families with a reference of their own ('tada2d', 'res2net', 'eca')."""
+    from keras_tin import architectures
 
-    arch, frames = record["architecture"], record["frames"] or 1
-    if convert_mobilenet.parse_architecture(arch):
-        return "mobilenetv2", convert_mobilenet.parse_architecture(arch), None, frames
-    if arch in ("resnet50", "resnet101"):
-        return "resnet", "tsn", int(arch[len("resnet"):]), frames
-    temporal, depth = convert.parse_architecture(arch)
-    return "resnet", temporal, depth, frames
+    parsed = architectures.parse(record["architecture"])
+    frames = record["frames"] or 1
+    temporal = parsed.temporal or "tsn"
+    if parsed.backbone == "mobilenetv2":
+        return "mobilenetv2", temporal, None, frames
+    if parsed.backbone == "res2net":
+        return "res2net", temporal, parsed.depth, frames
+    if parsed.channel_attention == "eca":
+        return "eca", temporal, parsed.depth, frames
+    if temporal == "tada2d":
+        return "tada2d", temporal, parsed.depth, frames
+    if temporal not in ("tin", "tsm", "tsn"):
+        raise ValueError(f"No PyTorch reference for the release pipeline of "
+                         f"{record['architecture']!r}.")
+    return "resnet", temporal, parsed.depth, frames
+
+
+# Families whose PyTorch reference carries the publisher's own key names (after a
+# DataParallel "module." prefix is dropped), so a publisher state dict loads as it is.
+OWN_KEYS = ("mobilenetv2", "tada2d", "res2net", "eca")
 
 
 def _untrained_reference(record, classes):
     """The PyTorch reference of a record's architecture, in its publisher's module tree where
-    the reference has one (MobileNetV2), else with mmaction2's names (ResNets)."""
+    the reference has one (MobileNetV2, TAda2D, Res2Net/TEA, ECA), else with mmaction2's
+    names (TIN/TSM/TSN ResNets)."""
     sys.path.insert(0, HERE)
     family, temporal, depth, frames = _architecture(record)
     if family == "mobilenetv2":
@@ -113,9 +127,39 @@ def _untrained_reference(record, classes):
         if record["layout"] == "authors":
             return trm.MITTSN(frames, classes, shift=temporal == "tsm")
         return trm.TorchvisionMobileNetV2(classes)
+    if family == "tada2d":
+        import torch_reference_tada as trt
+        return trt.TAda2DResNet(classes)
+    if family == "res2net":
+        import torch_reference_tea as trr
+        if temporal == "tsn" and frames == 1:  # the ImageNet backbone, the authors' names
+            return trr.Res2Net(None, 1, classes)
+        return trr.Release("tea" if temporal == "tea" else None, frames, classes)
+    if family == "eca":
+        import torch_reference_eca as tre
+        if temporal != "tsn":
+            raise ValueError(f"ECA checkpoints are ImageNet backbones; no reference for "
+                             f"{record['architecture']!r}.")
+        return tre.ECAResNet(depth, tuple(record["eca_kernel_sizes"]), classes)
     import torch_reference as tr
     kwargs = {"non_local": record["non_local"]} if record.get("non_local") else {}
     return tr.Recognizer(temporal, depth, frames, classes, **kwargs)
+
+
+def _reference_logits(record, ref, folded):
+    """The reference's logits for folded, normalised frames (N*T, 3, H, W)."""
+    import torch
+
+    family, _, _, frames = _architecture(record)
+    with torch.no_grad():
+        if family == "tada2d":  # the TAdaConv models take (N, 3, T, H, W) clips
+            n, c, h, w = folded.shape
+            clips = folded.reshape(n // frames, frames, c, h, w).permute(0, 2, 1, 3, 4)
+            return ref(clips).numpy()
+        logits = ref(folded).numpy()
+    if family == "eca" and frames > 1:  # the image model per frame, logits averaged
+        logits = logits.reshape(-1, frames, logits.shape[-1]).mean(1)
+    return logits
 
 
 def reference_model(record, state_dict):
@@ -123,9 +167,12 @@ def reference_model(record, state_dict):
     import torch
 
     ref = _untrained_reference(record, record["classes"]).eval()
-    if _architecture(record)[0] == "resnet":
+    if _architecture(record)[0] not in OWN_KEYS:
         keys = to_reference_keys(state_dict, record["layout"])
-    else:  # the MobileNetV2 references carry the publishers' own key names
+    elif _architecture(record)[0] == "res2net" and not isinstance(
+            ref, sys.modules["torch_reference_tea"].Res2Net):
+        keys = dict(state_dict)  # the TSN wrapper's own module.base_model / new_fc names
+    else:  # these references carry the publishers' own key names
         keys = {k[len("module."):] if k.startswith("module.") else k: v
                 for k, v in state_dict.items()}
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in keys.items()}
@@ -154,8 +201,7 @@ def parity(record, state_dict, weights_path, size, seed=0):
     mean, std = np.float32(record["mean"]), np.float32(record["std"])
     folded = ((clips - mean) / std).reshape(-1, size, size, 3).transpose(0, 3, 1, 2)
     ref = reference_model(record, state_dict)
-    with torch.no_grad():
-        want = ref(torch.from_numpy(np.ascontiguousarray(folded))).numpy()
+    want = _reference_logits(record, ref, torch.from_numpy(np.ascontiguousarray(folded)))
     scale = float(np.abs(want).max())
     err = float(np.abs(got - want).max())
     tolerance = 1e-4 * max(1.0, scale)
@@ -246,12 +292,25 @@ def _publisher_state_dict(record, seed):
 
     sys.path.insert(0, HERE)
     ref = _untrained_reference(record, record["classes"])
-    if _architecture(record)[0] == "mobilenetv2":
+    family = _architecture(record)[0]
+    if family == "mobilenetv2":
         import torch_reference_mobilenet as trm
         frames = record["frames"] or 1
         calibration = torch.randn(2 * frames, 3, 48, 48, generator=torch.Generator().manual_seed(seed))
         trm.randomize(ref, seed, calibrate_with=calibration)
         return ref.release_state_dict() if record["layout"] == "authors" else ref.state_dict()
+    if family == "tada2d":
+        import torch_reference_tada as trt
+        frames = record["frames"] or 1
+        calibration = torch.randn(2, 3, frames, 48, 48,
+                                  generator=torch.Generator().manual_seed(seed))
+        return trt.randomize(ref, seed, calibrate_with=calibration).state_dict()
+    if family in ("res2net", "eca"):
+        import torch_reference as tr
+        state = tr.randomize(ref, seed=seed).state_dict()
+        if family == "eca":  # the release is a DataParallel training checkpoint
+            return {"module." + k: v for k, v in state.items()}
+        return state
     import torch_reference as tr
     state = tr.randomize(ref, seed=seed).state_dict()
     if record["layout"] == "openmmlab":
@@ -284,7 +343,8 @@ def reference_parity(size=48, log=print):
     return results
 
 
-PUBLISHERS = {"openmmlab": "mmaction2", "authors": None, "torchvision": "torchvision"}
+PUBLISHERS = {"openmmlab": "mmaction2", "authors": None, "torchvision": "torchvision",
+              "tadaconv": "TAdaConv (Alibaba)"}
 
 
 def model_table(parity_results):
@@ -297,7 +357,10 @@ def model_table(parity_results):
     for name in registry.list_pretrained():
         r = registry.get_record(name)
         publisher = PUBLISHERS[r["layout"]] or ("MIT TSM" if "mit.edu" in str(r.get("url"))
+                                                else "Res2Net authors" if "res2net" in name
                                                 else "TIN authors (X-Temporal)")
+        if r["architecture"].startswith("eca_"):
+            publisher = "ECA-Net authors"
         if name.endswith("openmmlab0x"):
             publisher = "mmaction2 0.x"
         acc = f"{r['top1']}" + (f" / {r['top5']}" if r.get("top5") is not None else "")
