@@ -180,9 +180,10 @@ def test_fresh_tada_blocks_are_the_plain_conv2_path(depth):
 
 def test_converted_checkpoint_matches_pytorch(tmp_path):
     """Random weights, non-zero BN statistics, route functions and pool BNs non-zero,
-    loaded through the real loader from a {"model_state": ...} .pth."""
+    loaded through the real loader from a {"model_state": ...} file named as the TAdaConv
+    checkpoint code names its files (.pyth)."""
     ref = reference(CLASSES, WIDTH, seed=1)
-    path = save(ref, tmp_path / "tada2d.pth")
+    path = save(ref, tmp_path / "tada2d.pyth")
     model = small_model(weights=path)
     x = clips(0)
     expected, got = torch_logits(ref, x), np.asarray(model(x, training=False))

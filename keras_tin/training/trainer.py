@@ -39,7 +39,7 @@ from keras_tin.training import optimizers
 from keras_tin.training import run_folder
 from keras_tin.training.config import TrainConfig
 
-TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar")
+TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar", ".pyth")  # .pyth: TAdaConv / pySlowFast
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ import numpy as np
 from keras_tin.weights import convert
 from keras_tin.weights import registry
 
-TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar")
+TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar", ".pyth")  # .pyth: TAdaConv / pySlowFast
 NORMALIZATION_MEANS = {"imagenet": (123.675, 116.28, 103.53), "inception": (127.5, 127.5, 127.5),
                        "tadaconv": (114.75, 114.75, 114.75)}
 
@@ -124,8 +124,8 @@ def load_weights(model, weights, allow_unverified=False, use_torch=False, verbos
     elif path.endswith(".h5"):
         _load_weights_file(model, path, verbose)
     else:
-        raise ValueError(f"Unsupported weights file {path!r}: expected .weights.h5, .keras, "
-                         f".pth or .pt.")
+        raise ValueError(f"Unsupported weights file {path!r}: expected .weights.h5, .keras "
+                         f"or a PyTorch checkpoint ({', '.join(TORCH_SUFFIXES)}).")
     return model
 
 
