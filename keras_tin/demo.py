@@ -44,13 +44,20 @@ def demo_depth(temporal, depth):
     return depth if not depths or depth in depths else min(depths)
 
 
+DISPLAY_NAMES = {"tada2d": "TAda2D"}
+
+
+def display_name(temporal):
+    return DISPLAY_NAMES.get(temporal, temporal.upper())
+
+
 def model_title(temporal, depth):
     from keras_tin.applications import temporal_modules
     from keras_tin.applications.temporal_resnet import block_kind_for
 
     backbone = ("Res2Net" if block_kind_for(temporal_modules.get(temporal), depth) == "res2net"
                 else "ResNet")
-    return f"{temporal.upper()}-{backbone}-{depth}"
+    return f"{display_name(temporal)}-{backbone}-{depth}"
 
 
 def build_demo_model(temporal, frames, depth, size, seed, width=16):
@@ -108,6 +115,6 @@ def format_table(results):
     lines = ["| model | val accuracy (8 classes) | motion pair | direction within pair "
              "(chance 0.50) | train s |", "|---|---|---|---|---|"]
     for name, m in results.items():
-        lines.append(f"| {name.upper()} | {m['accuracy']:.3f} | {m['pair_accuracy']:.3f} | "
+        lines.append(f"| {display_name(name)} | {m['accuracy']:.3f} | {m['pair_accuracy']:.3f} | "
                      f"{m['direction_accuracy']:.3f} | {m['train_seconds']} |")
     return "\n".join(lines)
