@@ -34,6 +34,8 @@ import re
 
 import numpy as np
 
+from keras_tin.weights import layout_rules
+
 # (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper.
 # keras_tin.applications.mobilenet_v2 builds from this table (it lives here so that the
 # weights package never imports the model builders).
@@ -285,18 +287,15 @@ def canonicalize(state_dict, layout=None):
     return out, layout, temporal, sorted(shifted)
 
 
-_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-       "running_var": "moving_variance"}
 
 
 def keras_target(canonical):
     """(keras layer name, variable name, transpose axes or None) for a canonical key."""
     layer, param = canonical.split(":")
-    if layer == "fc":
-        return "fc", {"weight": "kernel", "bias": "bias"}[param], \
-            ((1, 0) if param == "weight" else None)
-    if layer.endswith("_bn") or layer == "bn1":
-        return layer, _BN[param], None
+    target = layout_rules.head_or_bn_target(
+        layer, param, lambda name: name.endswith("_bn") or name == "bn1")
+    if target:
+        return target
     if layer.endswith("_depthwise"):
         return layer, "kernel", (2, 3, 0, 1)  # [C, 1, kh, kw] -> [kh, kw, C, 1]
     return layer, "kernel", (2, 3, 1, 0)  # [out, in, kh, kw] -> [kh, kw, in, out]

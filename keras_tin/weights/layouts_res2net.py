@@ -26,12 +26,10 @@ Linear [out, in] -> [in, out].
 
 import re
 
-import numpy as np
+from keras_tin.weights import layout_rules
+from keras_tin.weights.layout_rules import BLOCK as _BLOCK
 
 LAYOUTS = ("authors",)
-IGNORED_SUFFIXES = ("num_batches_tracked",)
-_BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
-_BLOCK = r"layer([1-4])\.(\d+)"
 # (pattern on a stripped key, keras layer template from its groups, conv kind or "bn")
 _RULES = (
     (re.compile(r"^conv1\.(weight)$"), lambda m: "conv1", "conv"),
@@ -57,39 +55,15 @@ _RULES = (
     (re.compile(rf"^{_BLOCK}\.shifts\.([0-3])\.conv\.(weight)$"),
      lambda m: f"layer{m[1]}_{m[2]}_shifts_{m[3]}", "temporal"),
 )
-_HEAD = re.compile(r"^(?:new_fc|fc)\.(weight|bias)$")
 _RES2NET_KEY = re.compile(r"(?:^|\.)layer[1-4]\.\d+\.(?:convs|bns|shifts|me)\.")
 _TEA_KEY = re.compile(r"(?:^|\.)layer[1-4]\.\d+\.(?:me|shifts)\.")
 _SHIFT_LAYER = re.compile(r"_shifts_\d$")
-
-
-def _strip(key):
-    name = key[len("module."):] if key.startswith("module.") else key
-    wrapped = name.startswith("base_model.") or name.startswith("new_fc.")
-    if name.startswith("base_model."):
-        name = name[len("base_model."):]
-    return name, wrapped
 
 
 def looks_like_res2net(keys):
     """True for a Res2Net-block state dict (its groups' convs.i / bns.i, or TEA's me /
     shifts)."""
     return any(_RES2NET_KEY.search(key) for key in keys)
-
-
-def _map(name):
-    """Canonical "<layer>:<param>" of a stripped key, or None."""
-    match = _HEAD.match(name)
-    if match:
-        return f"fc:{match.group(1)}"
-    for pattern, layer, kind in _RULES:
-        match = pattern.match(name)
-        if match:
-            param = match.groups()[-1]
-            if kind == "bn" and param not in _BN_PARAMS:
-                return None
-            return f"{layer(match)}:{param}"
-    return None
 
 
 def canonicalize(state_dict, layout=None):
@@ -105,48 +79,32 @@ def canonicalize(state_dict, layout=None):
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS} for a Res2Net checkpoint. "
                          f"Received: layout={layout!r}")
-    out, unmapped, wrapped_keys = {}, [], 0
-    for key, value in state_dict.items():
-        if key.endswith(IGNORED_SUFFIXES):
-            continue
-        name, wrapped = _strip(key)
-        wrapped_keys += wrapped
-        canonical = _map(name)
-        if canonical is None:
-            unmapped.append(key)
-            continue
-        if canonical in out:
-            raise ValueError(f"Two checkpoint keys map to {canonical!r} (second: {key!r}).")
-        value = np.asarray(value)
-        if _SHIFT_LAYER.search(canonical.split(":")[0]) and value.ndim == 3 \
-                and value.shape[1] == 1:
-            value = value[:, 0, :]  # Conv1d [C, 1, k] -> [C, k]
-        out[canonical] = value
-    if unmapped:
-        raise ValueError(
-            f"{len(unmapped)} checkpoint keys have no place in a keras_tin Res2Net-50 "
-            f"({layout} layout: TEA's module.base_model.* / module.new_fc.*, or the Res2Net "
-            f"ImageNet conv1 / layerL.b.* / fc keys); nothing was loaded. Unmapped keys: "
-            f"{unmapped}")
+    out, wrapped_keys = layout_rules.rewrite(
+        state_dict, _RULES, f"a keras_tin Res2Net-50 ({layout} layout: TEA's "
+        f"module.base_model.* / module.new_fc.*, or the Res2Net ImageNet conv1 / layerL.b.* / "
+        f"fc keys)", _reshape)
     tea = any(_TEA_KEY.search(key) for key in state_dict)
     form = "tsn-wrapper" if wrapped_keys else "imagenet"
     temporal = "tea" if tea else ("tsn" if wrapped_keys else None)
     return out, layout, temporal, form
 
 
-_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-       "running_var": "moving_variance"}
 _BN_LAYER = re.compile(r"^(?:bn1|.*_(?:bn[13]|bns_\d|downsample_bn))$")
+
+
+def _reshape(canonical, value):
+    """A temporal Conv1d [C, 1, k] is stored as [C, k]."""
+    if _SHIFT_LAYER.search(canonical.split(":")[0]) and value.ndim == 3 and value.shape[1] == 1:
+        return value[:, 0, :]
+    return value
 
 
 def keras_target(canonical):
     """(keras layer name, variable name, transpose axes or None) for a canonical key."""
     layer, param = canonical.split(":")
-    if layer == "fc":
-        return "fc", {"weight": "kernel", "bias": "bias"}[param], \
-            ((1, 0) if param == "weight" else None)
-    if _BN_LAYER.match(layer):
-        return layer, _BN[param], None
+    target = layout_rules.head_or_bn_target(layer, param, _BN_LAYER.match)
+    if target:
+        return target
     if layer.endswith("_me_conv2"):
         return layer, "kernel", (2, 3, 0, 1)  # [C, 1, 3, 3] -> [3, 3, C, 1]
     if _SHIFT_LAYER.search(layer):

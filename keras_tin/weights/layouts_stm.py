@@ -30,12 +30,10 @@ transpose: Conv2d [out, in, kh, kw] -> [kh, kw, in, out], the CMM's depthwise Co
 
 import re
 
-import numpy as np
+from keras_tin.weights import layout_rules
+from keras_tin.weights.layout_rules import BLOCK as _BLOCK
 
 LAYOUT = "authors"
-IGNORED_SUFFIXES = ("num_batches_tracked",)
-_BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
-_BLOCK = r"layer([1-4])\.(\d+)"
 # (pattern on a stripped key, keras layer template from its groups, kind)
 _RULES = (
     (re.compile(r"^conv1\.(weight)$"), lambda m: "conv1", "conv"),
@@ -57,40 +55,15 @@ _RULES = (
     (re.compile(rf"^{_BLOCK}\.mb\.shift\.(weight)$"),
      lambda m: f"layer{m[1]}_{m[2]}_mb_shift", "depthwise"),
 )
-_HEAD = re.compile(r"^(?:new_fc|fc)\.(weight|bias)$")
 _STM_KEY = re.compile(r"(?:^|\.)layer[1-4]\.\d+\.(?:shift\.weight$|mb\.)")
 # Keras layers of the STM modules (kept at their initialisation by an ImageNet backbone).
 STM_LAYER = re.compile(r"^layer\d+_\d+_(?:shift|mb_\w+)$")
 _BN_LAYER = re.compile(r"^(?:bn1|.*_(?:bn[1-3]|downsample_bn|mb_stage_bn))$")
 
 
-def _strip(key):
-    """(key without the DataParallel / TSN prefixes, whether it had base_model. or new_fc.)"""
-    name = key[len("module."):] if key.startswith("module.") else key
-    wrapped = name.startswith(("base_model.", "new_fc."))
-    if name.startswith("base_model."):
-        name = name[len("base_model."):]
-    return name, wrapped
-
-
 def looks_like_stm(keys):
     """True for a state dict holding STM modules (CSTM shift or CMM mb.* keys)."""
     return any(_STM_KEY.search(key) for key in keys)
-
-
-def _map(name):
-    """Canonical "<layer>:<param>" of a stripped key, or None."""
-    match = _HEAD.match(name)
-    if match:
-        return f"fc:{match.group(1)}"
-    for pattern, layer, kind in _RULES:
-        match = pattern.match(name)
-        if match:
-            param = match.groups()[-1]
-            if kind == "bn" and param not in _BN_PARAMS:
-                return None
-            return f"{layer(match)}:{param}"
-    return None
 
 
 def canonicalize(state_dict, layout=None):
@@ -104,29 +77,10 @@ def canonicalize(state_dict, layout=None):
     if layout not in (None, LAYOUT):
         raise ValueError(f"An STM checkpoint has layout {LAYOUT!r}. Received: "
                          f"layout={layout!r}")
-    out, unmapped, wrapped_keys = {}, [], 0
-    for key, value in state_dict.items():
-        if key.endswith(IGNORED_SUFFIXES):
-            continue
-        name, wrapped = _strip(key)
-        wrapped_keys += wrapped
-        canonical = _map(name)
-        if canonical is None:
-            unmapped.append(key)
-            continue
-        if canonical in out:
-            raise ValueError(f"Two checkpoint keys map to {canonical!r} (second: {key!r}).")
-        value = np.asarray(value)
-        if canonical.split(":")[0].endswith("_shift") and "_mb_" not in canonical \
-                and value.ndim == 3 and value.shape[1] == 1:
-            value = value[:, 0, :]  # Conv1d [C, 1, k] -> [C, k]
-        out[canonical] = value
-    if unmapped:
-        raise ValueError(
-            f"{len(unmapped)} checkpoint keys have no place in a keras_tin STM-ResNet "
-            f"({LAYOUT} layout: module.base_model.{{conv1, bn1, layerL.b.*, fc}} with "
-            f"layerL.b.shift / layerL.b.mb.{{stage_conv, stage_bn, shift, conv1x1}}); nothing "
-            f"was loaded. Unmapped keys: {unmapped}")
+    out, wrapped_keys = layout_rules.rewrite(
+        state_dict, _RULES, f"a keras_tin STM-ResNet ({LAYOUT} layout: module.base_model."
+        f"{{conv1, bn1, layerL.b.*, fc}} with layerL.b.shift / layerL.b.mb.{{stage_conv, "
+        f"stage_bn, shift, conv1x1}})", _reshape)
     if looks_like_stm(state_dict):
         form = "stm"
     else:
@@ -134,18 +88,22 @@ def canonicalize(state_dict, layout=None):
     return out, LAYOUT, form
 
 
-_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-       "running_var": "moving_variance"}
+
+
+def _reshape(canonical, value):
+    """The CSTM Conv1d [C, 1, k] is stored as [C, k]."""
+    if canonical.split(":")[0].endswith("_shift") and "_mb_" not in canonical \
+            and value.ndim == 3 and value.shape[1] == 1:
+        return value[:, 0, :]
+    return value
 
 
 def keras_target(canonical):
     """(keras layer name, variable name, transpose axes or None) for a canonical key."""
     layer, param = canonical.split(":")
-    if layer == "fc":
-        return "fc", {"weight": "kernel", "bias": "bias"}[param], \
-            ((1, 0) if param == "weight" else None)
-    if _BN_LAYER.match(layer):
-        return layer, _BN[param], None
+    target = layout_rules.head_or_bn_target(layer, param, _BN_LAYER.match)
+    if target:
+        return target
     if layer.endswith("_mb_shift"):
         return layer, "kernel", (2, 3, 0, 1)  # [C, 1, 3, 3] -> [3, 3, C, 1]
     if layer.endswith("_shift"):

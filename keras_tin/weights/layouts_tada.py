@@ -33,6 +33,8 @@ import re
 
 import numpy as np
 
+from keras_tin.weights import layout_rules
+
 LAYOUT = "tadaconv"
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 _BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
@@ -145,18 +147,15 @@ def canonicalize(state_dict, layout=None):
     return out, LAYOUT
 
 
-_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-       "running_var": "moving_variance"}
+_BN = layout_rules.BN
 
 
 def keras_target(canonical):
     """(keras layer name, variable name, transpose axes or None) for a canonical key."""
     layer, param = canonical.split(":")
-    if layer == "fc":
-        return "fc", {"weight": "kernel", "bias": "bias"}[param], \
-            ((1, 0) if param == "weight" else None)
-    if layer == "bn1":
-        return layer, _BN[param], None
+    target = layout_rules.head_or_bn_target(layer, param, lambda name: name == "bn1")
+    if target:
+        return target
     if layer == "conv1":
         return layer, "kernel", (2, 3, 1, 0)
     suffix = re.sub(r"^layer\d+_\d+_", "", layer)
