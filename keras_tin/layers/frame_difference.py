@@ -69,3 +69,20 @@ class NextFrameDifference(keras.layers.Layer):
         config = super().get_config()
         config.update(frames=self.frames, kernel_size=self.kernel_size)
         return config
+
+
+def reduced_difference(x, frames, reduction, conv_name, bn_name, diff_name, initializer,
+                       module):
+    """The front end TEA's ME and STM's CMM share: 1x1 conv to C // reduction channels
+    (no bias) -> BatchNormalization (PyTorch eps and momentum, no ReLU) ->
+    NextFrameDifference (3x3 depthwise). `module` names the caller in the error raised when
+    x has fewer than `reduction` channels."""
+    channels = x.shape[-1]
+    reduced = channels // reduction
+    if reduced < 1:
+        raise ValueError(f"{module} reduces {channels} channels by {reduction}: at least "
+                         f"{reduction} channels are needed (use a larger base_filters).")
+    b = keras.layers.Conv2D(reduced, 1, use_bias=False, kernel_initializer=initializer,
+                            name=conv_name)(x)
+    b = keras.layers.BatchNormalization(axis=-1, momentum=0.9, epsilon=1e-5, name=bn_name)(b)
+    return NextFrameDifference(frames, 3, name=diff_name)(b)

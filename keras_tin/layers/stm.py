@@ -44,6 +44,7 @@ rounds down, the 3x3 conv up): here such a model is refused when it is built.
 import keras
 
 from keras_tin.layers.frame_difference import NextFrameDifference
+from keras_tin.layers.frame_difference import reduced_difference
 from keras_tin.layers.temporal_conv import TemporalConv2D
 from keras_tin.layers.temporal_depthwise import TemporalDepthwiseConv1D
 
@@ -63,16 +64,9 @@ def _batch_norm(name):
 def channel_motion(x, frames, filters, strides, name, reduction=REDUCTION):
     """CMM of block `name` on the branch x: (batch * frames, H, W, C) -> `filters` channels
     at `strides` (see the module docstring)."""
-    channels = x.shape[-1]
-    reduced = channels // reduction
-    if reduced < 1:
-        raise ValueError(f"STM's motion module (CMM) in {name} reduces {channels} channels by "
-                         f"{reduction}: at least {reduction} channels are needed (use a larger "
-                         f"base_filters).")
-    b = keras.layers.Conv2D(reduced, 1, use_bias=False, kernel_initializer=_TORCH_DEFAULT,
-                            name=f"{name}_mb_stage_conv")(x)
-    b = _batch_norm(f"{name}_mb_stage_bn")(b)
-    d = NextFrameDifference(frames, KERNEL_SIZE, name=f"{name}_mb_shift")(b)
+    d = reduced_difference(x, frames, reduction, f"{name}_mb_stage_conv",
+                           f"{name}_mb_stage_bn", f"{name}_mb_shift", _TORCH_DEFAULT,
+                           f"STM's motion module (CMM) in {name}")
     m = keras.layers.Conv2D(filters, 1, use_bias=False, kernel_initializer=_TORCH_DEFAULT,
                             name=f"{name}_mb_conv1x1")(d)
     if strides == 2:

@@ -31,6 +31,7 @@ import keras
 from keras import ops
 
 from keras_tin.layers.frame_difference import NextFrameDifference
+from keras_tin.layers.frame_difference import reduced_difference
 from keras_tin.layers.temporal_depthwise import TemporalDepthwiseConv1D
 
 REDUCTION = 16
@@ -67,15 +68,9 @@ def motion_excitation(frames, name, reduction=REDUCTION):
 
     def apply(x):
         channels = x.shape[-1]
-        reduced = channels // reduction
-        if reduced < 1:
-            raise ValueError(f"TEA's motion excitation in {name} reduces {channels} channels "
-                             f"by {reduction}: at least {reduction} channels are needed "
-                             f"(use a larger base_filters).")
-        b = keras.layers.Conv2D(reduced, 1, use_bias=False, kernel_initializer=_KAIMING_FAN_OUT,
-                                name=f"{name}_me_conv1")(x)
-        b = _batch_norm(f"{name}_me_bn1")(b)
-        d = NextFrameDifference(frames, KERNEL_SIZE, name=f"{name}_me_conv2")(b)
+        d = reduced_difference(x, frames, reduction, f"{name}_me_conv1", f"{name}_me_bn1",
+                               f"{name}_me_conv2", _KAIMING_FAN_OUT,
+                               f"TEA's motion excitation in {name}")
         y = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_me_pool")(d)
         y = keras.layers.Conv2D(channels, 1, use_bias=False, kernel_initializer=_KAIMING_FAN_OUT,
                                 name=f"{name}_me_conv3")(y)
