@@ -55,8 +55,18 @@ ROUTE_KERNELS = (3, 3)  # ROUTE_FUNC_K
 POOL_FRAMES = 3  # POOL_K[0]
 _BN_EPSILON = 1e-5  # PyTorch BatchNorm defaults (the publisher's BN.EPS / BN.MOMENTUM)
 _BN_MOMENTUM = 0.9  # PyTorch momentum 0.1
-# The publisher's c2_msra_fill on the route function's Conv3d layers.
-_MSRA = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def _msra():
+    """The publisher's c2_msra_fill on the route function's Conv3d layers.
+
+    A new initializer per variable: an unseeded Keras initializer draws its seed when it
+    is constructed (from Python's `random`, which keras.utils.set_random_seed seeds) and
+    then gives the same values on every call, so one module-level instance would be
+    seeded at import time (different in every process, whatever set_random_seed says)
+    and would initialise every route layer of the same shape identically.
+    """
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
 def _clips(x, frames):
@@ -86,7 +96,7 @@ class TAdaRouteInput(keras.layers.Layer):
         if channels is None:
             raise ValueError(f"{self.name} needs a known channel count. Received: "
                              f"input shape {tuple(input_shape)}")
-        self.kernel = self.add_weight((channels, channels), initializer=_MSRA, name="kernel")
+        self.kernel = self.add_weight((channels, channels), initializer=_msra(), name="kernel")
         self.bias = self.add_weight((channels,), initializer="zeros", name="bias")
 
     def call(self, inputs):
@@ -120,7 +130,7 @@ class TAdaRouteConv1D(keras.layers.Conv1D):
 
     def __init__(self, filters, kernel_size=3, **kwargs):
         kwargs.setdefault("padding", "same")
-        kwargs.setdefault("kernel_initializer", _MSRA)
+        kwargs.setdefault("kernel_initializer", _msra())
         super().__init__(filters, kernel_size, **kwargs)
         if self.kernel_size[0] % 2 != 1 or self.strides != (1,) or self.padding != "same":
             raise ValueError(f"TAdaRouteConv1D is an odd-sized, stride-1, 'same'-padded conv. "
