@@ -15,6 +15,14 @@ allocate_tensors: a RuntimeError on a small model, an abort ("free(): double fre
 detected in tcache 2") on TIN-ResNet-50 (ai-edge-litert 2.3.0). The builtin kernels run
 such a file, but the consumer's bias is squeezed into that tiny scale as well.
 
+Overflowing activations. A float model that overflows on a calibration clip (inf or NaN
+somewhere in the graph) records calibrated ranges that are inf or saturated at float32's
+largest value (3.4e38); the MLIR quantizer then fails with "scale out of expressed type
+range [1.401298e-45, 3.402823e+38]" and writes a file whose outputs are constant, or
+aborts the process. `check_finite_ranges` refuses such statistics with a ValueError that
+names the first tensors affected; the model, not the converter, is at fault (run it on
+the representative clips: some outputs are inf, NaN or huge).
+
 Integer I/O (`input_dtype` / `output_dtype` "int8" or "uint8", with quantize="int8"): the
 clip input and the output are quantized tensors, so an int8-only runtime (an NPU, a
 microcontroller) needs no float at the edges. The input's range is fixed to [0, 255]
@@ -283,6 +291,45 @@ def widen_degenerate_ranges(calibrated, min_range=DEGENERATE_RANGE,
     return bytes(buf), widened
 
 
+def overflowed_ranges(calibrated):
+    """Names of the tensors of a calibrated .tflite flatbuffer whose recorded min or max
+    is inf, NaN or at float32's largest magnitude (where the calibrator saturates an
+    overflow), in graph order."""
+    import math
+
+    import numpy as np
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    limit = float(np.finfo(np.float32).max)
+    model = schema.Model.GetRootAs(bytearray(calibrated), 0)
+    names = []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            q = subgraph.Tensors(t).Quantization()
+            if q is None or q.ScaleLength():
+                continue
+            values = [q.Min(i) for i in range(q.MinLength())]
+            values += [q.Max(i) for i in range(q.MaxLength())]
+            if not all(math.isfinite(v) and abs(v) < limit for v in values):
+                names.append(subgraph.Tensors(t).Name().decode())
+    return names
+
+
+def check_finite_ranges(calibrated, shown=3):
+    """Raises ValueError when a calibrated activation range overflowed (inf, NaN or
+    float32's largest value; see the module docstring): the float model overflowed on a
+    representative clip."""
+    bad = overflowed_ranges(calibrated)
+    if bad:
+        raise ValueError(
+            f"int8 calibration recorded overflowed activation ranges (inf, NaN or 3.4e38) for "
+            f"{len(bad)} tensors, first: {bad[:shown]}. The float model overflows on at "
+            "least one representative clip (its outputs there are inf or NaN, or huge); "
+            "full-integer quantization needs finite ranges. Check the model on those "
+            "clips (BatchNorm statistics that do not match them, diverging weights).")
+
+
 def _calibrate_and_quantize(converter, input_dtype="float32", output_dtype="float32",
                             input_range=None):
     """converter.convert() for full-integer int8, with degenerate ranges widened.
@@ -296,6 +343,7 @@ def _calibrate_and_quantize(converter, input_dtype="float32", output_dtype="floa
 
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
+    check_finite_ranges(calibrated)
     calibrated, _ = widen_degenerate_ranges(calibrated)
     if input_range is not None:
         calibrated = set_input_range(calibrated, *input_range)
