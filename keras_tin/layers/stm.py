@@ -53,7 +53,10 @@ FOLD_DIV = 4  # CSTM: C/4 channels from t-1, C/4 from t+1
 KERNEL_SIZE = 3
 _BN_EPSILON, _BN_MOMENTUM = 1e-5, 0.9  # PyTorch BatchNorm2d defaults (momentum 0.1)
 # PyTorch's default Conv2d init, kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), +).
-_TORCH_DEFAULT = keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+def _torch_default():
+    """PyTorch's default conv init, a new initializer per layer: a shared unseeded
+    initializer object draws its seed once, at import, and would repeat its values."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def _batch_norm(name):
@@ -65,9 +68,9 @@ def channel_motion(x, frames, filters, strides, name, reduction=REDUCTION):
     """CMM of block `name` on the branch x: (batch * frames, H, W, C) -> `filters` channels
     at `strides` (see the module docstring)."""
     d = reduced_difference(x, frames, reduction, f"{name}_mb_stage_conv",
-                           f"{name}_mb_stage_bn", f"{name}_mb_shift", _TORCH_DEFAULT,
+                           f"{name}_mb_stage_bn", f"{name}_mb_shift", _torch_default(),
                            f"STM's motion module (CMM) in {name}")
-    m = keras.layers.Conv2D(filters, 1, use_bias=False, kernel_initializer=_TORCH_DEFAULT,
+    m = keras.layers.Conv2D(filters, 1, use_bias=False, kernel_initializer=_torch_default(),
                             name=f"{name}_mb_conv1x1")(d)
     if strides == 2:
         odd = [size for size in x.shape[1:3] if size is not None and size % 2]

@@ -40,7 +40,10 @@ KERNEL_SIZE = 3
 # PyTorch BatchNorm2d defaults (eps 1e-5, momentum 0.1 = Keras momentum 0.9).
 _BN_EPSILON, _BN_MOMENTUM = 1e-5, 0.9
 # nn.init.kaiming_normal_(mode='fan_out', nonlinearity='relu'), as Res2Net.__init__ does.
-_KAIMING_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+def _kaiming_fan_out():
+    """Res2Net's kaiming normal (fan_out), a new initializer per layer (a shared unseeded
+    one draws its seed once, at import, and would repeat its values)."""
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
 @keras.saving.register_keras_serializable(package="keras_tin")
@@ -69,10 +72,10 @@ def motion_excitation(frames, name, reduction=REDUCTION):
     def apply(x):
         channels = x.shape[-1]
         d = reduced_difference(x, frames, reduction, f"{name}_me_conv1", f"{name}_me_bn1",
-                               f"{name}_me_conv2", _KAIMING_FAN_OUT,
+                               f"{name}_me_conv2", _kaiming_fan_out(),
                                f"TEA's motion excitation in {name}")
         y = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_me_pool")(d)
-        y = keras.layers.Conv2D(channels, 1, use_bias=False, kernel_initializer=_KAIMING_FAN_OUT,
+        y = keras.layers.Conv2D(channels, 1, use_bias=False, kernel_initializer=_kaiming_fan_out(),
                                 name=f"{name}_me_conv3")(y)
         y = _batch_norm(f"{name}_me_bn3")(y)
         return MotionExcitationGate(name=f"{name}_me_gate")([x, y])
