@@ -81,15 +81,14 @@ class TemporalDepthwiseConv1D(keras.layers.Layer):
     def call(self, inputs):
         check_folded_input(self, tuple(inputs.shape), self.frames)
         shape = ops.shape(inputs)
-        t, pad = self.frames, self.kernel_size // 2
-        x = ops.reshape(inputs, (-1, t, shape[1], shape[2], shape[3]))
-        if pad:
-            x = ops.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
-        kernel = ops.cast(self.kernel, x.dtype)
-        out = None
-        for j in range(self.kernel_size):
-            term = x[:, j:j + t] * kernel[j]
-            out = term if out is None else out + term
+        # One depthwise conv over (batch, frames, H*W, C) with a (k, 1) kernel: 'same' zero
+        # padding of k // 2 frames at both clip ends, as PyTorch's Conv1d padding. 2-3x
+        # faster on CPU than k shifted slices (benchmarks/bench_zoo.py), and a TFLite
+        # builtin (DEPTHWISE_CONV_2D).
+        x = ops.reshape(inputs, (-1, self.frames, shape[1] * shape[2], shape[3]))
+        kernel = ops.reshape(ops.cast(self.kernel, x.dtype),
+                             (self.kernel_size, 1, shape[3], 1))
+        out = ops.depthwise_conv(x, kernel, strides=1, padding="same")
         return ops.reshape(out, shape)
 
     def macs_per_frame(self):
