@@ -211,14 +211,15 @@ class TemporalAveragePooling(keras.layers.Layer):
     def call(self, inputs):
         check_folded_input(self, tuple(inputs.shape), self.frames)
         shape = ops.shape(inputs)
-        t, pad = self.frames, self.pool_size // 2
-        x = _clips(inputs, t)
-        if pad:
-            x = ops.pad(x, ((0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)))
-        total = None
-        for j in range(self.pool_size):
-            total = x[:, j:j + t] if total is None else total + x[:, j:j + t]
-        return ops.reshape(total * (1.0 / self.pool_size), shape)
+        channels = inputs.shape[-1]
+        # A depthwise conv over (batch, frames, H*W, C) with the constant kernel 1/k and
+        # 'same' zero padding: the padded frames count in the average, as in PyTorch. One
+        # op instead of k shifted slices (faster on CPU; a TFLite builtin).
+        x = ops.reshape(inputs, (-1, self.frames, shape[1] * shape[2], shape[3]))
+        kernel = ops.full((self.pool_size, 1, channels, 1), 1.0 / self.pool_size,
+                          dtype=x.dtype)
+        out = ops.depthwise_conv(x, kernel, strides=1, padding="same")
+        return ops.reshape(out, shape)
 
     def compute_output_shape(self, input_shape):
         return input_shape
