@@ -1,8 +1,8 @@
 """The zoo's new models side by side: Keras forward latency vs the PyTorch reference of the
 same network, and vs TSN-R50 against the FLOPs ratio, measured in one run.
 
-For each model (TAda2D-R50, TEA-Res2Net-50, STM-R50, TSN+ECA-R50, and TSN-R50 as the
-base), batch 1 x 8 frames x 224 px, inference:
+For each model (TAda2D-R50, TEA-Res2Net-50 and its backbone per frame TSN-Res2Net-50,
+STM-R50, TSN+ECA-R50, and TSN-R50 as the base), batch 1 x 8 frames x 224 px, inference:
 - keras: the Keras model in a tf.function (graph mode, TensorFlow backend);
 - torch: the independent PyTorch reference in weights/torch_reference*.py (eval, no_grad),
   the same architecture with the publisher's module tree.
@@ -12,7 +12,7 @@ Everything runs interleaved, round-robin, and the median per runtime is reported
   target is the latency ratio within 10 % of the FLOPs ratio.
 Both frameworks use their default CPU thread pools.
 
-    .venv/bin/python benchmarks/bench_zoo.py [--repeats 5] [--models tada2d,tea,stm,eca]
+    .venv/bin/python benchmarks/bench_zoo.py [--repeats 5] [--models tada2d,res2net,tea,stm,eca]
 """
 
 import argparse
@@ -34,11 +34,13 @@ from keras_tin.utils.flops import flops  # noqa: E402
 MODELS = {  # name: (keras architecture, constructor kwargs)
     "tsn": ("tsn_resnet50", {}),
     "tada2d": ("tada2d_resnet50", {}),
+    "res2net": ("tsn_res2net50", {}),
     "tea": ("tea_res2net50", {}),
     "stm": ("stm_resnet50", {}),
     "eca": ("tsn_eca_resnet50", {}),
 }
-TITLES = {"tsn": "TSN-R50", "tada2d": "TAda2D-R50", "tea": "TEA-Res2Net-50",
+TITLES = {"tsn": "TSN-R50", "tada2d": "TAda2D-R50", "res2net": "TSN-Res2Net-50",
+          "tea": "TEA-Res2Net-50",
           "stm": "STM-R50", "eca": "TSN+ECA-R50"}
 
 
@@ -50,9 +52,9 @@ def torch_reference(name, frames, classes):
     if name == "tada2d":
         import torch_reference_tada as trt
         return trt.TAda2DResNet(classes), "clips"
-    if name == "tea":
+    if name in ("tea", "res2net"):
         import torch_reference_tea as trr
-        return trr.Release("tea", frames, classes), "folded"
+        return trr.Release("tea" if name == "tea" else None, frames, classes), "folded"
     if name == "stm":
         import torch_reference_stm as trs
         return trs.Release(50, frames, classes), "folded"
@@ -88,7 +90,7 @@ def main():
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--models", default="tada2d,tea,stm,eca")
+    parser.add_argument("--models", default="tada2d,res2net,tea,stm,eca")
     args = parser.parse_args()
     names = ["tsn"] + [m for m in args.models.split(",") if m and m != "tsn"]
     frames, size, classes = args.frames, args.size, 400
