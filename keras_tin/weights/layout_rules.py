@@ -19,6 +19,15 @@ BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
       "running_var": "moving_variance"}
 BLOCK = r"layer([1-4])\.(\d+)"
 HEAD = re.compile(r"^(?:new_fc|fc)\.(weight|bias)$")
+# The torchvision-named stem and shortcut every ResNet-family layout shares.
+STEM_AND_DOWNSAMPLE_RULES = (
+    (re.compile(r"^conv1\.(weight)$"), lambda m: "conv1", "conv"),
+    (re.compile(r"^bn1\.(\w+)$"), lambda m: "bn1", "bn"),
+    (re.compile(rf"^{BLOCK}\.downsample\.0\.(weight)$"),
+     lambda m: f"layer{m[1]}_{m[2]}_downsample_conv", "conv"),
+    (re.compile(rf"^{BLOCK}\.downsample\.1\.(\w+)$"),
+     lambda m: f"layer{m[1]}_{m[2]}_downsample_bn", "bn"),
+)
 
 
 def strip(key):

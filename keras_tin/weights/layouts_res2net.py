@@ -31,9 +31,7 @@ from keras_tin.weights.layout_rules import BLOCK as _BLOCK
 
 LAYOUTS = ("authors",)
 # (pattern on a stripped key, keras layer template from its groups, conv kind or "bn")
-_RULES = (
-    (re.compile(r"^conv1\.(weight)$"), lambda m: "conv1", "conv"),
-    (re.compile(r"^bn1\.(\w+)$"), lambda m: "bn1", "bn"),
+_RULES = layout_rules.STEM_AND_DOWNSAMPLE_RULES + (
     (re.compile(rf"^{_BLOCK}\.conv([13])\.(weight)$"),
      lambda m: f"layer{m[1]}_{m[2]}_conv{m[3]}", "conv"),
     (re.compile(rf"^{_BLOCK}\.bn([13])\.(\w+)$"),
@@ -42,10 +40,6 @@ _RULES = (
      lambda m: f"layer{m[1]}_{m[2]}_convs_{m[3]}", "conv"),
     (re.compile(rf"^{_BLOCK}\.bns\.([0-2])\.(\w+)$"),
      lambda m: f"layer{m[1]}_{m[2]}_bns_{m[3]}", "bn"),
-    (re.compile(rf"^{_BLOCK}\.downsample\.0\.(weight)$"),
-     lambda m: f"layer{m[1]}_{m[2]}_downsample_conv", "conv"),
-    (re.compile(rf"^{_BLOCK}\.downsample\.1\.(\w+)$"),
-     lambda m: f"layer{m[1]}_{m[2]}_downsample_bn", "bn"),
     (re.compile(rf"^{_BLOCK}\.me\.conv([13])\.(weight)$"),
      lambda m: f"layer{m[1]}_{m[2]}_me_conv{m[3]}", "conv"),
     (re.compile(rf"^{_BLOCK}\.me\.conv2\.(weight)$"),

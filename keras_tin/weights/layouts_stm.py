@@ -35,17 +35,11 @@ from keras_tin.weights.layout_rules import BLOCK as _BLOCK
 
 LAYOUT = "authors"
 # (pattern on a stripped key, keras layer template from its groups, kind)
-_RULES = (
-    (re.compile(r"^conv1\.(weight)$"), lambda m: "conv1", "conv"),
-    (re.compile(r"^bn1\.(\w+)$"), lambda m: "bn1", "bn"),
+_RULES = layout_rules.STEM_AND_DOWNSAMPLE_RULES + (
     (re.compile(rf"^{_BLOCK}\.conv([1-3])\.(weight)$"),
      lambda m: f"layer{m[1]}_{m[2]}_conv{m[3]}", "conv"),
     (re.compile(rf"^{_BLOCK}\.bn([1-3])\.(\w+)$"),
      lambda m: f"layer{m[1]}_{m[2]}_bn{m[3]}", "bn"),
-    (re.compile(rf"^{_BLOCK}\.downsample\.0\.(weight)$"),
-     lambda m: f"layer{m[1]}_{m[2]}_downsample_conv", "conv"),
-    (re.compile(rf"^{_BLOCK}\.downsample\.1\.(\w+)$"),
-     lambda m: f"layer{m[1]}_{m[2]}_downsample_bn", "bn"),
     (re.compile(rf"^{_BLOCK}\.shift\.(weight)$"),
      lambda m: f"layer{m[1]}_{m[2]}_shift", "temporal"),
     (re.compile(rf"^{_BLOCK}\.mb\.(stage_conv|conv1x1)\.(weight)$"),
