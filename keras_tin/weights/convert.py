@@ -17,18 +17,6 @@ from keras_tin.weights import layouts
 from keras_tin.weights import layouts_eca
 from keras_tin.weights import pth_reader
 
-ARCH_PATTERN = re.compile(r"^(tin|tsm|tsn)_resnet(18|34|50|101)$")
-
-
-def parse_architecture(arch):
-    """'tin_resnet50' -> ('tin', 50)."""
-    match = ARCH_PATTERN.match(str(arch))
-    if not match:
-        raise ValueError("arch must look like tin_resnet50, tsm_resnet18 or tsn_resnet101 "
-                         f"(temporal in tin/tsm/tsn, depth in 18/34/50/101). Received: arch={arch!r}")
-    return match.group(1), int(match.group(2))
-
-
 def model_temporal(model):
     """'tin', 'tsm' or 'tsn': which temporal module a keras_tin model holds."""
     from keras_tin import layers as tin_layers

@@ -23,7 +23,6 @@ import re
 from keras_tin.weights import convert
 from keras_tin.weights import layouts_res2net
 
-ARCH_PATTERN = re.compile(r"^(?:(tea|tsn)_)?res2net50$")
 _TEA_LAYER = re.compile(r"_(?:me_(?:conv[123]|bn[13])|shifts_\d)$")
 
 
