@@ -9,10 +9,19 @@ temporal: a registered temporal kind (tin, tsm, tsn, tada2d, tea, stm, ...); omi
 an image backbone (resnet50, res2net50, eca_resnet50: a TSN network of one frame).
 eca_: ECA channel attention in every block (`channel_attention="eca"`).
 backbone: resnet (depth 18/34/50/101), res2net (depth 50), mobilenetv2 (no depth).
+
+Networks that are not a 2D backbone with a temporal module (the 3D CNNs, SqueezeTime, ...)
+are named whole in STANDALONE: name -> "module:function". Adding one is a new file and a
+line there; its function takes the Keras-applications keyword arguments (frames,
+input_shape, classes, classifier_activation, dropout_rate, weights, name, ...).
 """
 
 import dataclasses
 import re
+
+# name -> "module:function" of a network built by a function of its own (a line each).
+STANDALONE = {
+}
 
 BACKBONES = {"resnet": (18, 34, 50, 101), "res2net": (50,), "mobilenetv2": (None,)}
 _PATTERN = re.compile(r"^(?:(?P<temporal>[a-z][a-z0-9]*)_)?(?:(?P<eca>eca)_)?"
@@ -27,10 +36,21 @@ class Architecture:
     backbone: str
     depth: int
     channel_attention: str = None
+    builder: str = None  # "module:function" of a STANDALONE network
 
     @property
     def image_backbone(self):
-        return self.temporal is None
+        return self.temporal is None and self.builder is None
+
+    @property
+    def standalone(self):
+        return self.builder is not None
+
+    def build_function(self):
+        """The function building a STANDALONE network (imported on first use)."""
+        import importlib
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module), function)
 
     def constructor_kwargs(self):
         """Keyword arguments of TemporalResNet / TemporalMobileNetV2 beyond temporal, depth."""
@@ -48,6 +68,8 @@ def parse(arch):
     Only the grammar is checked here; whether the temporal kind is registered and
     defined at that depth is checked when the model is built (TemporalResNet quotes the
     registered kinds)."""
+    if isinstance(arch, str) and arch in STANDALONE:
+        return Architecture(arch, None, arch, None, builder=STANDALONE[arch])
     match = _PATTERN.match(str(arch)) if isinstance(arch, str) else None
     if match:
         temporal, eca = match.group("temporal"), match.group("eca")
@@ -60,5 +82,7 @@ def parse(arch):
     examples = ("tin_resnet50, tsm_resnet101, tsn_resnet18, tada2d_resnet50, stm_resnet50, "
                 "tea_res2net50, tsm_eca_resnet50, tsm_mobilenetv2; image backbones resnet50, "
                 "res2net50, eca_resnet50")
+    standalone = f"; or one of {', '.join(sorted(STANDALONE))}" if STANDALONE else ""
     raise ValueError(f"arch must look like temporal_backboneDEPTH ({examples}; backbones "
-                     f"resnet 18/34/50/101, res2net 50, mobilenetv2). Received: arch={arch!r}")
+                     f"resnet 18/34/50/101, res2net 50, mobilenetv2){standalone}. "
+                     f"Received: arch={arch!r}")

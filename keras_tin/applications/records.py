@@ -15,6 +15,8 @@ def build_for_architecture(arch, **kwargs):
     image backbone 'resnet50' / 'res2net50' / 'eca_resnet50' (a TSN network). kwargs go
     to the constructor."""
     parsed = architectures.parse(arch)
+    if parsed.standalone:
+        return parsed.build_function()(**kwargs)
     temporal = parsed.temporal or "tsn"
     if parsed.backbone == "mobilenetv2":
         from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
@@ -33,7 +35,7 @@ def build_for_record(record, **kwargs):
     kwargs.setdefault("classes", record["classes"])
     kwargs.setdefault("normalization", record["normalization"])
     kwargs.setdefault("frames", record["frames"] or 1)  # image backbones: one frame
-    if architectures.parse(arch).backbone != "mobilenetv2" and record.get("non_local"):
+    if record.get("non_local"):
         kwargs.setdefault("non_local", record["non_local"])
     return build_for_architecture(arch, **kwargs)
 

@@ -110,6 +110,8 @@ class TrainConfig:
         if parsed.image_backbone:
             raise ValueError(f"arch={self.arch!r} is an image backbone; train a video model "
                              f"on it, e.g. arch='tsm_{self.arch}' with weights naming it.")
+        if parsed.standalone:  # a network of its own (r2plus1d_18, ...): no temporal/depth
+            return
         self.temporal = parsed.temporal
         self.depth = parsed.depth if parsed.depth is not None else self.depth
 

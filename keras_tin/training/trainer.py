@@ -123,6 +123,7 @@ def init_weights(model, weights, verbose=True):
 def build_model(config, num_classes, compile=True, num_replicas=1):
     """The temporal ResNet of the config (initialised from ``config.weights``), compiled."""
     from keras_tin.applications import freeze_batchnorm
+    from keras_tin import architectures
     from keras_tin.applications.records import build_for_architecture
 
     by_constructor = config.weights is not None and (
@@ -134,7 +135,10 @@ def build_model(config, num_classes, compile=True, num_replicas=1):
                   dropout_rate=config.dropout, implementation=config.implementation,
                   weights=config.weights if by_constructor else None,
                   name=config.architecture())
-    if "mobilenetv2" not in config.architecture():
+    parsed = architectures.parse(config.architecture())
+    if parsed.standalone:  # its own builder: no temporal implementation or base width
+        kwargs.pop("implementation")
+    elif parsed.backbone != "mobilenetv2":
         kwargs["base_filters"] = config.base_filters
     model = build_for_architecture(config.architecture(), **kwargs)
     if config.weights is not None and not by_constructor:
