@@ -5,10 +5,11 @@ imports nothing heavy (the CLI's --help and the config check use it).
 
     [temporal_][eca_]backbone[depth]
 
-temporal: a registered temporal kind (tin, tsm, tsn, tada2d, tea, stm, ...); omitted for
-an image backbone (resnet50, res2net50, eca_resnet50: a TSN network of one frame).
+temporal: a registered temporal kind (tin, tsm, tsn, tada2d, tea, stm, tcp = TSN with the
+TCP head, ...); omitted for an image backbone (resnet50, res2net50, eca_resnet50: a TSN
+network of one frame).
 eca_: ECA channel attention in every block (`channel_attention="eca"`).
-backbone: resnet (depth 18/34/50/101), res2net (depth 50), mobilenetv2 (no depth).
+backbone: resnet (depth 18/34/50/101/152), res2net (depth 50), mobilenetv2 (no depth).
 
 Networks that are not a 2D backbone with a temporal module (the 3D CNNs, SqueezeTime, ...)
 are named whole in STANDALONE: name -> "module:function". Adding one is a new file and a
@@ -23,7 +24,7 @@ import re
 STANDALONE = {
 }
 
-BACKBONES = {"resnet": (18, 34, 50, 101), "res2net": (50,), "mobilenetv2": (None,)}
+BACKBONES = {"resnet": (18, 34, 50, 101, 152), "res2net": (50,), "mobilenetv2": (None,)}
 _PATTERN = re.compile(r"^(?:(?P<temporal>[a-z][a-z0-9]*)_)?(?:(?P<eca>eca)_)?"
                       r"(?P<backbone>resnet|res2net|mobilenetv2)(?P<depth>\d+)?$")
 
@@ -84,5 +85,5 @@ def parse(arch):
                 "res2net50, eca_resnet50")
     standalone = f"; or one of {', '.join(sorted(STANDALONE))}" if STANDALONE else ""
     raise ValueError(f"arch must look like temporal_backboneDEPTH ({examples}; backbones "
-                     f"resnet 18/34/50/101, res2net 50, mobilenetv2){standalone}. "
+                     f"resnet 18/34/50/101/152, res2net 50, mobilenetv2){standalone}. "
                      f"Received: arch={arch!r}")

@@ -14,9 +14,12 @@ from keras_tin.applications.temporal_resnet import TSNResNet18
 from keras_tin.applications.temporal_resnet import TSNResNet34
 from keras_tin.applications.temporal_resnet import TSNResNet50
 from keras_tin.applications.temporal_resnet import TSNResNet101
+from keras_tin.applications.temporal_resnet import TSNResNet152
 from keras_tin.applications.temporal_resnet import TAda2DResNet50
 from keras_tin.applications.temporal_resnet import TEARes2Net50
 from keras_tin.applications.temporal_resnet import STMResNet50
+from keras_tin.applications.temporal_resnet import TCPResNet50
+from keras_tin.applications.temporal_resnet import TCPResNet152
 from keras_tin.applications.temporal_resnet import TSNRes2Net50
 from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
 from keras_tin.applications.mobilenet_v2 import TINMobileNetV2

@@ -47,6 +47,7 @@ from keras_tin import layers as tin_layers
 from keras_tin.layers import eca as eca_layers
 from keras_tin.layers import stm as stm_layers
 from keras_tin.layers import tada as tada_layers
+from keras_tin.layers import tcp as tcp_layers
 from keras_tin.layers import tea as tea_layers
 
 PLACEMENTS = ("before_conv1", "after_conv1", "conv2", "res2net_group", "after_bn3",
@@ -202,6 +203,17 @@ register(ModuleSpec("tea", ("after_conv1", "res2net_group"), tea_layers.build,
 register(ModuleSpec("stm", "conv2", stm_layers.build, layer_types=stm_layers.LAYER_TYPES,
                     depths=(50, 101), description="STM: CSTM + CMM in place of every "
                                                   "bottleneck's 3x3 conv"))
+# TSN + the TCP head (TCPNet); any other kind takes the head with pooling="tcp" (TCP_HEAD).
+register(ModuleSpec("tcp", "head", tcp_layers.build, stage_strides=(1, 2, 2, 1),
+                    layer_types=tcp_layers.LAYER_TYPES,
+                    description="TSN with Temporal-attentive Covariance Pooling (TCP) in "
+                                "place of average pooling; layer4 stride 1"))
+
+
+# --- the TCP head as a pooling option of any kind: TemporalResNet(pooling="tcp") ---------
+
+TCP_HEAD = ModuleSpec("tcp_head", "head", tcp_layers.build, layer_types=tcp_layers.LAYER_TYPES,
+                      description="Temporal-attentive Covariance Pooling head (pooling='tcp')")
 
 
 # --- non-local blocks: a module at "after_block", chosen per block by the builder ---------

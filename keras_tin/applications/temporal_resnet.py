@@ -54,13 +54,17 @@ DEPTHS = {
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
     101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
 }
 # mmaction2's non-local TSM-R50 configs: blocks 0, 2 of layer2 and 0, 2, 4 of layer3.
 DEFAULT_NON_LOCAL_BLOCKS = ((0, 0, 0), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 0, 0))
 CHANNEL_ATTENTIONS = (None, "eca")
 # Per-stage ECA kernel sizes of the released ECA-ResNet ImageNet checkpoints (BangguWu/ECANet
 # README: eca_resnet18_k3577, eca_resnet34_k3357, eca_resnet50_k3557, eca_resnet101_k3357).
-ECA_KERNEL_SIZES = {18: (3, 5, 7, 7), 34: (3, 3, 5, 7), 50: (3, 5, 5, 7), 101: (3, 3, 5, 7)}
+# eca_resnet152_k3357 (ECA-Net152 in the same README).
+ECA_KERNEL_SIZES = {18: (3, 5, 7, 7), 34: (3, 3, 5, 7), 50: (3, 5, 5, 7), 101: (3, 3, 5, 7),
+                    152: (3, 3, 5, 7)}
+POOLINGS = (None, "avg", "max", "tcp")
 
 
 def module_every(temporal, stage_blocks):
@@ -149,6 +153,17 @@ def block_kind_for(spec, depth, block=None):
     return kind
 
 
+def head_for(spec, pooling):
+    """The "head" module replacing average pooling (the kind's own, e.g. "tcp", or the TCP
+    head for pooling="tcp"), or None; refuses a pooling the head contradicts."""
+    if "head" in spec.placements:
+        if pooling not in (None, "tcp"):
+            raise ValueError(f"temporal={spec.name!r} pools with its own head; pooling must "
+                             f"be None. Received: pooling={pooling!r}")
+        return spec
+    return temporal_modules.TCP_HEAD if pooling == "tcp" else None
+
+
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
                    input_tensor=None, input_shape=None, pooling=None, classes=400,
                    classifier_activation="softmax", dropout_rate=0.5, partial_bn=False,
@@ -160,7 +175,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     Args:
         temporal: "tin", "tsm" or "tsn" (no temporal module), or any kind registered in
             keras_tin.applications.temporal_modules (its ModuleSpec says where it sits).
-        depth: 18, 34, 50 or 101.
+        depth: 18, 34, 50, 101 or 152.
         frames: frames per clip (8 in every released checkpoint).
         include_top: whether to include the per-frame classifier and frame averaging.
         weights: None, a pretrained name from keras_tin.weights, or a local file
@@ -169,6 +184,12 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         input_shape: (frames, H, W, 3) or (H, W, 3); default (frames, 224, 224, 3).
         pooling: with include_top=False: None gives per-frame feature maps
             (batch, frames, h, w, C); "avg"/"max" give (batch, C) pooled over space and time.
+            "tcp" (with or without the top): Temporal-attentive Covariance Pooling
+            (TCPNet, keras_tin.layers.tcp) replaces average pooling and the frame
+            consensus, with the last stage at stride 1 as in TCPNet: the classifier sees
+            (batch, 8256) clip features, which the model outputs without a top. Any
+            temporal kind takes it (e.g. TSM + TCP); temporal="tcp" is TSN + TCP. Frames
+            must be 4k or 4k+1 (the temporal conv's kernel frames//2 + 1 must be odd).
         classes: number of classes.
         classifier_activation: activation after the frame consensus (None for logits).
         dropout_rate: dropout before the classifier.
@@ -214,7 +235,8 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     normalization = resolve_normalization(normalization, weights)
     frames, classes = check_video_args(temporal, frames, include_top, pooling, classes,
                                        input_shape, normalization,
-                                       kinds=temporal_modules.names())
+                                       kinds=temporal_modules.names(), poolings=POOLINGS)
+    head_spec = head_for(spec, pooling)
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
     base_filters = positive_int(base_filters, "base_filters")
@@ -226,6 +248,9 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     eca_sizes = eca_kernel_sizes_for(channel_attention, eca_kernel_sizes, depth)
     options = {"implementation": implementation, "non_local": non_local,
                "eca_kernel_sizes": eca_sizes}
+    stage_strides = spec.stage_strides
+    if head_spec is temporal_modules.TCP_HEAD:  # TCPNet's layer4 keeps stride 1
+        stage_strides = tuple(stage_strides[:-1]) + (1,)
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = blocks.conv(base_filters, 7, 2, "conv1")(x)
     x = keras.layers.ReLU()(blocks.batch_norm("bn1")(x))
@@ -236,7 +261,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
         planes = base_filters * 2 ** stage
         for b in range(count):
             block_name = f"layer{stage + 1}_{b}"
-            strides = spec.stage_strides[stage] if b == 0 else 1
+            strides = stage_strides[stage] if b == 0 else 1
             specs = ((spec,) if b % every == 0 else ()) + (
                 (temporal_modules.ECA,) if eca_sizes else ()) + (
                 (temporal_modules.NON_LOCAL,) if placement and placement[stage][b] else ())
@@ -244,7 +269,8 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
                          blocks.Hooks(specs, frames, block_name, stage, b, options), fuse)
         x = blocks.Hooks((spec,), frames, f"layer{stage + 1}", stage, None,
                             options).apply("after_stage", x)
-    head = blocks.Hooks((spec,), frames, "head", None, None, options).build("head", x.shape[-1])
+    head = blocks.Hooks((head_spec,) if head_spec else (), frames, "head", None, None,
+                        options).build("head", x.shape[-1])
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
                    dropout_rate, pool=head[0][1] if head else None)
     default_name = (f"{temporal}_res2net{depth}" if block_kind == "res2net"
@@ -283,8 +309,12 @@ TSNResNet18 = _constructor("tsn", 18)
 TSNResNet34 = _constructor("tsn", 34)
 TSNResNet50 = _constructor("tsn", 50)
 TSNResNet101 = _constructor("tsn", 101)
+TSNResNet152 = _constructor("tsn", 152)
 TAda2DResNet50 = _constructor("tada2d", 50, display="TAda2D")
 TEARes2Net50 = _constructor("tea", 50, display="TEA", backbone="Res2Net")
 STMResNet50 = _constructor("stm", 50, display="STM")
+# TCPNet: TSN with the TCP head (layer4 stride 1); pooling="tcp" puts it on any kind.
+TCPResNet50 = _constructor("tcp", 50, display="TCP")
+TCPResNet152 = _constructor("tcp", 152, display="TCP")
 # The Res2Net-50 (26w x 4s) image backbone per frame; frames=1 is architecture "res2net50".
 TSNRes2Net50 = _constructor("tsn", 50, display="TSN", backbone="Res2Net", block="res2net")

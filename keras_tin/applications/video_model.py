@@ -32,7 +32,7 @@ def resolve_normalization(normalization, weights):
 
 
 def check_video_args(temporal, frames, include_top, pooling, classes, input_shape,
-                     normalization, kinds=TEMPORAL_MODULES):
+                     normalization, kinds=TEMPORAL_MODULES, poolings=(None, "avg", "max")):
     """Refuses bad constructor arguments with an error quoting the value; returns
     (frames, classes) as Python ints (classes unchanged without a top).
 
@@ -43,8 +43,8 @@ def check_video_args(temporal, frames, include_top, pooling, classes, input_shap
     if temporal not in kinds:
         raise ValueError(f"temporal must be one of {tuple(kinds)}. Received: temporal={temporal!r}")
     frames = positive_int(frames, "frames")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if pooling not in poolings:
+        raise ValueError(f"pooling must be one of {poolings}. Received: pooling={pooling!r}")
     if include_top:
         classes = positive_int(classes, "classes")
     if normalization is not None and normalization not in NORMALIZATIONS:
@@ -100,14 +100,14 @@ def video_head(x, frames, include_top, pooling, classes, classifier_activation, 
     Otherwise pooling None gives (B, T, h, w, C), "avg"/"max" give (B, C).
     pool: a "head" temporal module (e.g. TCP), a callable (B*T, h, w, C) -> (B, D) that
     replaces pooling and the frame consensus: the classifier then sees clip features, and
-    without a top the model outputs them.
+    without a top the model outputs them. Such a head and its classifier run in float32.
     """
     if pool is not None:
         x = pool(x)
         if not include_top:
             return x
-        x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
-        x = keras.layers.Dense(classes, name="fc")(x)
+        x = keras.layers.Dropout(dropout_rate, name="dropout", dtype="float32")(x)
+        x = keras.layers.Dense(classes, name="fc", dtype="float32")(x)
         return keras.layers.Activation(classifier_activation, dtype="float32",
                                        name="predictions")(x)
     if include_top:

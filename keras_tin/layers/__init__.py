@@ -15,3 +15,9 @@ from keras_tin.layers.tada import TAdaRouteConv1D
 from keras_tin.layers.tada import TAdaRouteInput
 from keras_tin.layers.tada import TemporalAveragePooling
 from keras_tin.layers.tea import MotionExcitationGate
+from keras_tin.layers.tcp import CircularTemporalConv
+from keras_tin.layers.tcp import CovariancePooling
+from keras_tin.layers.tcp import NewtonSchulzSqrt
+from keras_tin.layers.tcp import TemporalChannelAttention
+from keras_tin.layers.tcp import TemporalSpatialAttention
+from keras_tin.layers.tcp import UpperTriangle
