@@ -20,9 +20,10 @@ from keras_tin.applications.temporal_modules import Site
 
 
 def batch_norm(name, **kwargs):
-    """BatchNormalization with PyTorch's eps 1e-5 and momentum 0.1."""
-    return keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-                                           name=name, **kwargs)
+    """BatchNormalization with PyTorch's eps 1e-5 (unless `epsilon` is given) and momentum
+    0.1."""
+    kwargs.setdefault("epsilon", BN_EPSILON)
+    return keras.layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, name=name, **kwargs)
 
 
 def conv(filters, kernel_size, strides, name, module=None, fuse=True):
@@ -124,15 +125,21 @@ def basic(x, planes, strides, name, hooks, fuse):
 BLOCKS = {"basic": basic, "bottleneck": bottleneck}
 # Output channels of a stage's blocks per planes (64, 128, 256, 512 for the stages).
 EXPANSION = {"basic": 1, "bottleneck": 4}
+# Pre-activation block kinds -> the BN epsilon of their network: TemporalResNet then adds
+# an input BN "bn_data" and a final "bn2" + ReLU after the last stage (preact_block.py).
+PREACTIVATION = {}
 
 
-def register_block(kind, block_fn, expansion):
+def register_block(kind, block_fn, expansion, preactivation=None):
     """Adds a block kind: block_fn(x, planes, strides, name, hooks, fuse) -> y with
-    `expansion * planes` channels. Returns block_fn."""
+    `expansion * planes` channels. preactivation: None, or the BN epsilon of a
+    pre-activation network built from these blocks. Returns block_fn."""
     if kind in BLOCKS and BLOCKS[kind] is not block_fn:
         raise ValueError(f"A block kind named {kind!r} is already registered.")
     BLOCKS[kind] = block_fn
     EXPANSION[kind] = expansion
+    if preactivation is not None:
+        PREACTIVATION[kind] = preactivation
     return block_fn
 
 

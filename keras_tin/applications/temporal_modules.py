@@ -105,6 +105,8 @@ class ModuleSpec:
     description: one line for error messages and docs.
     block: the residual block kind the module needs at depth 50/101 (None: the depth's
         own; "res2net" for TEA).
+    default_blocks: {depth: block kind} the kind is built from by default at a depth
+        (another block= is allowed): TCP's ResNet-152 is the release's pre-activation one.
     depths: the ResNet depths the module is defined for (empty: all).
     """
     name: str
@@ -119,6 +121,7 @@ class ModuleSpec:
     description: str = ""
     block: Optional[str] = None
     depths: tuple = ()
+    default_blocks: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if any(p not in PLACEMENTS for p in self.placements):
@@ -205,7 +208,7 @@ register(ModuleSpec("stm", "conv2", stm_layers.build, layer_types=stm_layers.LAY
                                                   "bottleneck's 3x3 conv"))
 # TSN + the TCP head (TCPNet); any other kind takes the head with pooling="tcp" (TCP_HEAD).
 register(ModuleSpec("tcp", "head", tcp_layers.build, stage_strides=(1, 2, 2, 1),
-                    layer_types=tcp_layers.LAYER_TYPES,
+                    layer_types=tcp_layers.LAYER_TYPES, default_blocks={152: "preact"},
                     description="TSN with Temporal-attentive Covariance Pooling (TCP) in "
                                 "place of average pooling; layer4 stride 1"))
 

@@ -38,6 +38,7 @@ import numbers
 import keras
 
 from keras_tin.applications import blocks
+from keras_tin.applications import preact_block  # noqa: F401 (registers block='preact')
 from keras_tin.applications import res2net_block  # noqa: F401 (registers block='res2net')
 from keras_tin.applications import temporal_modules
 from keras_tin.applications.video_model import check_video_args
@@ -139,7 +140,7 @@ def block_kind_for(spec, depth, block=None):
     """The residual block kind a network of this temporal kind and depth is built from,
     refusing a kind the depth or the module cannot take (quoting it)."""
     default = DEPTHS[depth][0]
-    kind = block or spec.block or default
+    kind = block or spec.block or spec.default_blocks.get(depth) or default
     blocks.get_block(kind)  # unknown kinds are refused with the registered names
     if default == "basic" and kind != "basic":
         raise ValueError(f"ResNet-{depth} is built from basic blocks; block={kind!r} needs "
@@ -211,8 +212,11 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
             be shorter than its stage; missing blocks get none), like mmaction2's
             `non_local`. Default: the published ((0, 0, 0), (1, 0, 1, 0),
             (1, 0, 1, 0, 1, 0), (0, 0, 0)), cut to each stage's length for ResNet-18.
-        block: the residual block kind of depth 50/101: None (the temporal kind's own,
-            ModuleSpec.block; "bottleneck" for TIN/TSM/TSN), "bottleneck", or "res2net"
+        block: the residual block kind of depth 50/101/152: None (the temporal kind's own,
+            ModuleSpec.block / default_blocks; "bottleneck" for TIN/TSM/TSN; "preact" for
+            TCP at depth 152), "bottleneck", "preact" (pre-activation bottlenecks with an
+            input BN bn_data and a final BN bn2, BN eps 2e-5: TCPNet's ResNet-152,
+            keras_tin.applications.preact_block), or "res2net"
             (Res2Net-26w-4s, e.g. `TemporalResNet("tsn", 50, block="res2net")` is the
             Res2Net-50 image backbone applied per frame). Depth 18/34 use "basic".
         channel_attention: None, or "eca": ECA channel attention in every block, after
@@ -252,8 +256,12 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     if head_spec is temporal_modules.TCP_HEAD:  # TCPNet's layer4 keeps stride 1
         stage_strides = tuple(stage_strides[:-1]) + (1,)
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
+    preact_eps = blocks.PREACTIVATION.get(block_kind)
+    bn_eps = {} if preact_eps is None else {"epsilon": preact_eps}
+    if preact_eps is not None:  # the pre-activation network's BN on the input
+        x = blocks.batch_norm("bn_data", **bn_eps)(x)
     x = blocks.conv(base_filters, 7, 2, "conv1")(x)
-    x = keras.layers.ReLU()(blocks.batch_norm("bn1")(x))
+    x = keras.layers.ReLU()(blocks.batch_norm("bn1", **bn_eps)(x))
     if spec.stem_maxpool:
         x = keras.layers.ZeroPadding2D(1)(x)  # zero padding == -inf padding after ReLU
         x = keras.layers.MaxPooling2D(3, 2, name="maxpool")(x)
@@ -269,6 +277,8 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
                          blocks.Hooks(specs, frames, block_name, stage, b, options), fuse)
         x = blocks.Hooks((spec,), frames, f"layer{stage + 1}", stage, None,
                             options).apply("after_stage", x)
+    if preact_eps is not None:  # the last pre-activation
+        x = keras.layers.ReLU()(blocks.batch_norm("bn2", **bn_eps)(x))
     head = blocks.Hooks((head_spec,) if head_spec else (), frames, "head", None, None,
                         options).build("head", x.shape[-1])
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,

@@ -64,6 +64,7 @@ FAMILY_CONVERTERS = [
     "keras_tin.weights.convert_res2net",
     "keras_tin.weights.convert_tada",
     "keras_tin.weights.convert_stm",
+    "keras_tin.weights.convert_tcp",
 ]
 
 
