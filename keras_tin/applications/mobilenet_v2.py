@@ -20,6 +20,7 @@ from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
 from keras_tin.applications.video_model import resolve_normalization
+from keras_tin.layers.online_shift import OnlineTemporalShift
 from keras_tin.applications.video_model import video_head
 # (expansion t, output channels c, blocks n, first stride s), from the MobileNetV2 paper;
 # the table is shared with the checkpoint layout (weights side, imported from there).
@@ -45,7 +46,9 @@ def tin_shift_div(channels, preferred=TIN_SHIFT_DIV):
     return min(candidates, key=lambda d: (abs(d - preferred), -d))
 
 
-def _temporal_module(kind, frames, channels, name, implementation):
+def _temporal_module(kind, frames, channels, name, implementation, online=False):
+    if online:  # only "tsm" reaches here (TemporalMobileNetV2 refuses the others)
+        return OnlineTemporalShift(frames, shift_div=TSM_SHIFT_DIV, name=name + "_tsm")
     if kind == "tin":
         div = tin_shift_div(channels)
         if div is None:
@@ -69,12 +72,12 @@ def _depthwise(x, strides, name):
 
 
 def _inverted_residual(x, filters, strides, expansion, name, temporal, frames, implementation,
-                       fuse):
+                       fuse, online=False):
     channels = x.shape[-1]
     residual = strides == 1 and channels == filters
     module = None
     if residual:
-        module = _temporal_module(temporal, frames, channels, name, implementation)
+        module = _temporal_module(temporal, frames, channels, name, implementation, online)
     y = x
     if expansion != 1:
         y = _conv(channels * expansion, 1, 1, name + "_expand", module, fuse)(y)
@@ -96,12 +99,14 @@ def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None
                         input_tensor=None, input_shape=None, pooling=None, classes=400,
                         classifier_activation="softmax", dropout_rate=0.5, alpha=1.0,
                         partial_bn=False, normalization="auto", implementation="auto",
-                        fuse=True, name=None):
+                        fuse=True, online=False, name=None):
     """Builds a temporal MobileNetV2; TINMobileNetV2 / TSMMobileNetV2 / TSNMobileNetV2 fix
     `temporal`.
 
     Arguments are those of `keras_tin.applications.TemporalResNet` (without `depth`), plus
-    `alpha`, the width multiplier (1.0: 3.5M parameters with 1000 classes).
+    `alpha`, the width multiplier (1.0: 3.5M parameters with 1000 classes), and `online`:
+    with temporal="tsm", the uni-directional shift of online TSM (OnlineTemporalShift:
+    frame t sees only frames <= t), the model that `keras_tin.streaming` runs frame by frame.
 
     Returns:
         A keras.Model on clips of shape (batch, frames, H, W, 3), RGB in [0, 255].
@@ -109,6 +114,12 @@ def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None
     normalization = resolve_normalization(normalization, weights)
     frames, classes = check_video_args(temporal, frames, include_top, pooling, classes,
                                        input_shape, normalization)
+    if online not in (True, False):
+        raise ValueError(f"online must be True or False. Received: online={online!r}")
+    if online and temporal != "tsm":
+        raise ValueError("online=True needs temporal='tsm' (the causal shift of online TSM; "
+                         "TIN's offsets look into the future and TSN has nothing to run "
+                         f"online). Received: temporal={temporal!r}")
     if not isinstance(alpha, (int, float)) or alpha <= 0:
         raise ValueError(f"alpha must be a positive number. Received: alpha={alpha!r}")
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
@@ -119,14 +130,16 @@ def TemporalMobileNetV2(temporal="tin", frames=8, include_top=True, weights=None
         filters = make_divisible(channels * alpha)
         for b in range(blocks):
             x = _inverted_residual(x, filters, first_stride if b == 0 else 1, expansion,
-                                   f"block{index}", temporal, frames, implementation, fuse)
+                                   f"block{index}", temporal, frames, implementation, fuse,
+                                   online)
             index += 1
     last = make_divisible(1280 * max(1.0, alpha))
     x = _conv(last, 1, 1, "conv_last")(x)
     x = keras.layers.ReLU(6.0)(_batch_norm("conv_last_bn")(x))
     x = video_head(x, frames, include_top, pooling, classes, classifier_activation,
                    dropout_rate)
-    return finish_model(inputs, x, name or f"{temporal}_mobilenet_v2", weights, partial_bn)
+    default_name = f"{temporal}_online_mobilenet_v2" if online else f"{temporal}_mobilenet_v2"
+    return finish_model(inputs, x, name or default_name, weights, partial_bn)
 
 
 def _build(temporal, frames, include_top, weights, input_tensor, input_shape, pooling, classes,

@@ -21,3 +21,4 @@ from keras_tin.layers.tcp import NewtonSchulzSqrt
 from keras_tin.layers.tcp import TemporalChannelAttention
 from keras_tin.layers.tcp import TemporalSpatialAttention
 from keras_tin.layers.tcp import UpperTriangle
+from keras_tin.layers.online_shift import OnlineTemporalShift
