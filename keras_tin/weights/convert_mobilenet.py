@@ -46,11 +46,18 @@ def applies(model, state_dict):
     return is_mobilenet_model(model) or layouts_mobilenet.looks_like_mobilenet(state_dict)
 
 
+def _is_online(model):
+    from keras_tin.layers.online_shift import OnlineTemporalShift
+    return any(isinstance(layer, OnlineTemporalShift)
+               for layer in model._flatten_layers(include_self=False))
+
+
 def _shifted_in_model(model):
     from keras_tin import layers as tin_layers
+    from keras_tin.layers.online_shift import OnlineTemporalShift
     out = set()
     for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, tin_layers.TemporalShift):
+        if isinstance(layer, (tin_layers.TemporalShift, OnlineTemporalShift)):
             out.add(int(layer.name[len("block"):-len("_tsm")]))
     return out
 
@@ -71,13 +78,22 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
             f"Model '{model.name}' is a TemporalMobileNetV2 but the checkpoint is not a "
             f"MobileNetV2 one (a ResNet?); nothing was loaded. First keys: "
             f"{list(state_dict)[:6]}")
+    online = _is_online(model)
+    if layout is None and online and layouts_mobilenet.is_flat_features(state_dict):
+        layout = "online"  # MIT's online demo checkpoint (see layouts_mobilenet)
     canonical, layout, temporal, shifted = layouts_mobilenet.canonicalize(state_dict, layout)
-    kind = model_temporal(model)
+    kind = "tsm_online" if online else model_temporal(model)
+    if temporal is not None and (temporal == "tsm_online") != online:
+        raise ValueError(
+            f"The checkpoint ({layout} layout) is {'an online' if temporal == 'tsm_online' else 'an offline'}"
+            f" MobileNetV2 but model '{model.name}' is {'online' if online else 'offline'}; "
+            "the online demo's checkpoint needs TSMMobileNetV2(online=True) and offline "
+            "checkpoints need online=False. Nothing was loaded.")
     if temporal is not None and temporal != kind:
         raise ValueError(f"The checkpoint is a {temporal.upper()} MobileNetV2 ({layout} layout) "
                          f"but model '{model.name}' is {kind.upper()}; build the matching "
                          f"model. Nothing was loaded.")
-    if temporal == "tsm":
+    if temporal in ("tsm", "tsm_online"):
         in_model = _shifted_in_model(model)
         if set(shifted) != in_model:
             raise ValueError(

@@ -24,10 +24,16 @@ Every key is rewritten to "<keras layer>:<torch parameter>" (e.g. "block2_expand
 and the transpose: Conv2d [out, in, kh, kw] -> [kh, kw, in, out], depthwise Conv2d
 [C, 1, kh, kw] -> DepthwiseConv2D [kh, kw, C, 1], Linear [out, in] -> [in, out].
 
-Not supported: the flat MobileNetV2 keys without module.base_model (features.{i}.conv.{k}.*
-with classifier.*), which are both the MIT online-demo Jester model
-(online_demo/mobilenet_v2_tsm.py: one-directional shift through a cache, no .net wrapper)
-and the tonylins ImageNet MobileNetV2; they are refused with a message.
+- "online" (MIT temporal-shift-module online_demo/mobilenet_v2_tsm.py, the online TSM
+  Jester model mobilenetv2_jester_online.pth.tar): flat keys features.0.{0,1}.*,
+  features.{1..17}.conv.{k}.*, features.18.{0,1}.*, classifier.*; the shift is a cache of
+  the previous frame (no .net wrapper, no weights), in the blocks of its shift_block_idx
+  [2, 4, 5, 7, 8, 9, 11, 12, 14, 15] (features index - 1: our SHIFTED_BLOCKS). It loads into
+  TSMMobileNetV2(online=True) only (keras_tin.streaming runs it frame by frame).
+
+The same flat keys are also the tonylins ImageNet MobileNetV2's, so they are taken as
+"online" only for an online model (or with layout="online"); otherwise they are refused
+with a message.
 """
 
 import re
@@ -48,7 +54,7 @@ INVERTED_RESIDUAL_SETTINGS = (
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 )
-LAYOUTS = ("openmmlab", "authors", "torchvision")
+LAYOUTS = ("openmmlab", "authors", "torchvision", "online")
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 
 
@@ -201,8 +207,18 @@ def _map_torchvision(key):
     return _map_features(name, torchvision=True)
 
 
+def _map_online(key):
+    name = _strip(key)
+    match = re.match(r"^classifier\.(weight|bias)$", name)
+    if match:
+        return f"fc:{match.group(1)}", None
+    if ".net." in name:
+        return None  # an offline (bi-directional) TSM key: not this layout
+    return _map_features(name, torchvision=False)
+
+
 _MAPPERS = {"openmmlab": _map_openmmlab, "authors": _map_authors,
-            "torchvision": _map_torchvision}
+            "torchvision": _map_torchvision, "online": _map_online}
 
 
 def _is_flat_features(keys):
@@ -211,6 +227,11 @@ def _is_flat_features(keys):
     stripped = [_strip(k) for k in keys]
     return (any(re.match(r"^features\.1\.conv\.\d+\.weight$", k) for k in stripped)
             and not any(k.startswith("base_model.") for k in stripped))
+
+
+def is_flat_features(keys):
+    """The flat keys of the MIT online demo (and of the tonylins ImageNet MobileNetV2)."""
+    return _is_flat_features(keys)
 
 
 def detect_layout(keys):
@@ -249,11 +270,10 @@ def canonicalize(state_dict, layout=None):
                 raise ValueError(
                     "This MobileNetV2 state dict has flat keys (features.N.conv.K.*, "
                     "classifier.*) without module.base_model: the layout of the MIT online "
-                    "demo (online_demo/mobilenet_v2_tsm.py, a one-directional cached shift "
-                    "that keras_tin does not implement) and of the tonylins ImageNet "
-                    "MobileNetV2. Not supported: use the offline TSM release "
-                    "(module.base_model.*), the mmaction2 one (backbone.*) or a torchvision "
-                    "mobilenet_v2 state dict.")
+                    "demo (online_demo/mobilenet_v2_tsm.py, the causal cached shift) and of "
+                    "the tonylins ImageNet MobileNetV2. The online demo's checkpoint loads into "
+                    "TSMMobileNetV2(online=True) (or pass layout='online'); the tonylins "
+                    "one is not supported: use a torchvision mobilenet_v2 state dict.")
             raise ValueError(
                 "Unrecognised MobileNetV2 checkpoint layout: expected mmaction2 keys "
                 "(backbone.layerS.J.conv.K.*, cls_head.fc_cls.*), the MIT TSM keys "
@@ -282,6 +302,8 @@ def canonicalize(state_dict, layout=None):
             f"({layout} layout); nothing was loaded. Unmapped keys: {unmapped}")
     if layout == "torchvision":
         temporal = None
+    elif layout == "online":  # the shift has no key: it is where the online demo puts it
+        temporal, shifted = "tsm_online", set(SHIFTED_BLOCKS)
     else:
         temporal = "tsm" if shifted else "tsn"
     return out, layout, temporal, sorted(shifted)
