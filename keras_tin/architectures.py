@@ -22,6 +22,10 @@ import re
 
 # name -> "module:function" of a network built by a function of its own (a line each).
 STANDALONE = {
+    "r2plus1d_r50": "keras_tin.applications.video3d.r2plus1d_r50:R2Plus1DResNet50",
+    "p3d63": "keras_tin.applications.video3d.p3d:P3D63",
+    "p3d131": "keras_tin.applications.video3d.p3d:P3D131",
+    "p3d199": "keras_tin.applications.video3d.p3d:P3D199",
 }
 
 BACKBONES = {"resnet": (18, 34, 50, 101, 152), "res2net": (50,), "mobilenetv2": (None,)}

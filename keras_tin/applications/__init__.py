@@ -25,3 +25,9 @@ from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
 from keras_tin.applications.mobilenet_v2 import TINMobileNetV2
 from keras_tin.applications.mobilenet_v2 import TSMMobileNetV2
 from keras_tin.applications.mobilenet_v2 import TSNMobileNetV2
+from keras_tin.applications.video3d.r2plus1d_r50 import R2Plus1DResNet
+from keras_tin.applications.video3d.r2plus1d_r50 import R2Plus1DResNet50
+from keras_tin.applications.video3d.p3d import P3DResNet
+from keras_tin.applications.video3d.p3d import P3D63
+from keras_tin.applications.video3d.p3d import P3D131
+from keras_tin.applications.video3d.p3d import P3D199

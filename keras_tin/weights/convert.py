@@ -65,6 +65,7 @@ FAMILY_CONVERTERS = [
     "keras_tin.weights.convert_tada",
     "keras_tin.weights.convert_stm",
     "keras_tin.weights.convert_tcp",
+    "keras_tin.weights.convert_pytorchvideo",
 ]
 
 
