@@ -6,3 +6,4 @@ from keras_tin.ops.portable import interpolation_matrix
 from keras_tin.ops.portable import mirror_groups
 from keras_tin.ops.portable import temporal_shift
 from keras_tin.ops.portable import temporal_shift_delta
+from keras_tin.ops.local_correlation import correlation

@@ -465,3 +465,22 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def has_correlation():
+    """Whether the loaded library registers the correlation op (KerasTinCorrelation)."""
+    return _loaded is not None and hasattr(_loaded, "keras_tin_correlation")
+
+
+def correlation(f1, f2, max_displacement=7):
+    """The custom-op twin of keras_tin.ops.local_correlation.correlation_portable."""
+    module = load()
+    if module is None:
+        raise RuntimeError(f"the keras_tin custom op library is unavailable: {_failure}")
+    if not has_correlation():
+        raise RuntimeError(f"the library {_loaded_path} has no correlation op")
+    import tensorflow as tf
+
+    f1 = tf.convert_to_tensor(f1)
+    f2 = tf.cast(tf.convert_to_tensor(f2), f1.dtype)
+    return module.keras_tin_correlation(f1, f2, max_displacement=max_displacement)

@@ -194,3 +194,61 @@ def interlace_fn(implementation):
 def interlace_delta_fn(implementation):
     """A function like portable.interlace_delta that applies the implementation's rules."""
     return _select(implementation, "interlace_delta", portable.interlace_delta, delta=True)
+
+
+def _correlation_status():
+    """(available, reason) for the compiled correlation op (TF backend, library loaded
+    and holding the correlation kernels)."""
+    available, reason = custom_op_status()
+    if not available:
+        return available, reason
+    from keras_tin.ops import custom_op
+
+    if not custom_op.has_correlation():
+        return False, (f"the loaded library {custom_op.loaded_path()} has no correlation op "
+                       "(built from older sources)")
+    return True, reason
+
+
+def correlation_fn(implementation):
+    """(f1, f2, max_displacement=7) -> the correlation, with the implementation's rules.
+
+    Same rules as interlace_fn: "portable" always keras.ops; "custom_op" the compiled
+    KerasTinCorrelation op, a clear error when it is unavailable or XLA-compiled; "auto"
+    the op on the TensorFlow backend when it is loaded, the call is not XLA-compiled and
+    not inside portable_only()/export_graph(), else the portable path. Arguments are
+    checked (keras_tin.ops.local_correlation.check_correlation_args) whichever path runs.
+    """
+    from keras_tin.ops import local_correlation as corr
+
+    check_implementation(implementation)
+    if implementation == "portable":
+        return corr.correlation_portable
+    if implementation == "custom_op":
+        available, reason = _correlation_status()
+        if not available:
+            raise RuntimeError(
+                "implementation='custom_op' was requested but the correlation op is "
+                f"unavailable: {reason}. Use implementation='auto' to fall back to the "
+                "portable path.")
+
+    def apply(f1, f2, max_displacement=7):
+        d = corr.check_correlation_args(f1, f2, max_displacement)
+        if is_portable_only():
+            return corr.correlation_portable(f1, f2, d)
+        if implementation == "custom_op":
+            if in_xla_context():
+                raise RuntimeError(
+                    "implementation='custom_op' cannot be XLA-compiled (jit_compile=True): "
+                    "XLA has no kernel for the correlation op. Use implementation='auto', "
+                    "which falls back to the portable path under XLA.")
+            use_op = True
+        else:
+            use_op = (keras.backend.backend() == "tensorflow" and not in_xla_context()
+                      and _correlation_status()[0])
+        if use_op:
+            from keras_tin.ops import custom_op
+            return custom_op.correlation(f1, f2, d)
+        return corr.correlation_portable(f1, f2, d)
+
+    return apply
