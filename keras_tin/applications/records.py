@@ -37,6 +37,8 @@ def build_for_record(record, **kwargs):
     kwargs.setdefault("frames", record["frames"] or 1)  # image backbones: one frame
     if record.get("non_local"):
         kwargs.setdefault("non_local", record["non_local"])
+    if record.get("online"):  # online TSM (keras_tin.streaming): TemporalMobileNetV2(online=True)
+        kwargs.setdefault("online", True)
     return build_for_architecture(arch, **kwargs)
 
 
