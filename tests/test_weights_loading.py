@@ -52,7 +52,7 @@ def test_manifest_records_are_complete():
               "license", "converted_url", "converted_sha256"}
     for r in records:
         assert fields <= set(r), r["name"]
-        assert r["layout"] in ("openmmlab", "authors", "torchvision", "tadaconv", "tcpnet", "pytorchvideo")
+        assert r["layout"] in ("openmmlab", "authors", "torchvision", "tadaconv", "tcpnet", "pytorchvideo", "online")
         assert r["verified_by_us"] is False
         if r["sha256_prefix"] and r["url"]:
             assert r["url"].endswith(f"-{r['sha256_prefix']}.pth"), r["name"]
