@@ -26,6 +26,7 @@ STANDALONE = {
     "p3d63": "keras_tin.applications.video3d.p3d:P3D63",
     "p3d131": "keras_tin.applications.video3d.p3d:P3D131",
     "p3d199": "keras_tin.applications.video3d.p3d:P3D199",
+    "squeezetime": "keras_tin.applications.squeezetime:SqueezeTime",
 }
 
 BACKBONES = {"resnet": (18, 34, 50, 101, 152), "res2net": (50,), "mobilenetv2": (None,)}

@@ -31,3 +31,4 @@ from keras_tin.applications.video3d.p3d import P3DResNet
 from keras_tin.applications.video3d.p3d import P3D63
 from keras_tin.applications.video3d.p3d import P3D131
 from keras_tin.applications.video3d.p3d import P3D199
+from keras_tin.applications.squeezetime import SqueezeTime

@@ -22,3 +22,6 @@ from keras_tin.layers.tcp import TemporalChannelAttention
 from keras_tin.layers.tcp import TemporalSpatialAttention
 from keras_tin.layers.tcp import UpperTriangle
 from keras_tin.layers.online_shift import OnlineTemporalShift
+from keras_tin.layers.squeezetime import ChannelTimeGate
+from keras_tin.layers.squeezetime import PositionEmbedding2D
+from keras_tin.layers.squeezetime import TimeIntoChannels

@@ -5,6 +5,10 @@ left out, as in the papers), plus the temporal modules' own arithmetic. A
 TemporalConv2D is counted as the architecture defines it (module, then conv),
 not as its fused delta evaluation: the architecture's cost, independent of how
 we evaluate it.
+
+Networks that stack a clip's frames along the channels (SqueezeTime: a layer with
+`folds_time_into_channels = True` after FoldFrames) compute once per clip from there on:
+their layers are counted once, not once per frame.
 """
 
 import math
@@ -68,6 +72,8 @@ def flops(model):
         raise ValueError(f"Model '{model.name}' has no FoldFrames layer: flops() counts "
                          "keras_tin video models on (batch, frames, H, W, 3) clips.")
     frames = folds[0].frames
+    if any(getattr(layer, "folds_time_into_channels", False) for layer in layers):
+        frames = 1  # one image of 3*T channels per clip after the fold
     shape = model.inputs[0].shape
     if any(d is None for d in shape[1:]):
         raise ValueError(f"flops() needs a fixed input size. Received: input shape={shape}")

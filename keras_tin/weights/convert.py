@@ -66,6 +66,7 @@ FAMILY_CONVERTERS = [
     "keras_tin.weights.convert_stm",
     "keras_tin.weights.convert_tcp",
     "keras_tin.weights.convert_pytorchvideo",
+    "keras_tin.weights.convert_squeezetime",
 ]
 
 
