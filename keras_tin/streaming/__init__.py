@@ -16,3 +16,5 @@ from keras_tin.streaming.step_model import offline_frame_logits
 from keras_tin.streaming.step_model import run_clip
 from keras_tin.streaming.step_model import state_spec
 from keras_tin.streaming.step_model import step
+from keras_tin.streaming.smoothing import LogitAverager
+from keras_tin.streaming.smoothing import MITDemoSmoother
