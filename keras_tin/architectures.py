@@ -27,6 +27,11 @@ STANDALONE = {
     "p3d131": "keras_tin.applications.video3d.p3d:P3D131",
     "p3d199": "keras_tin.applications.video3d.p3d:P3D199",
     "squeezetime": "keras_tin.applications.squeezetime:SqueezeTime",
+    "r2plus1d_18": "keras_tin.applications.video3d.resnet3d:R2Plus1D18",
+    "r3d_18": "keras_tin.applications.video3d.resnet3d:R3D18",
+    "mc3_18": "keras_tin.applications.video3d.resnet3d:MC3_18",
+    "r2plus1d_34": "keras_tin.applications.video3d.resnet3d:R2Plus1D34",  # mmaction2
+    "r2plus1d_34_vmz": "keras_tin.applications.video3d.resnet3d:R2Plus1D34VMZ",  # IG-65M
 }
 
 BACKBONES = {"resnet": (18, 34, 50, 101, 152), "res2net": (50,), "mobilenetv2": (None,)}

@@ -32,3 +32,9 @@ from keras_tin.applications.video3d.p3d import P3D63
 from keras_tin.applications.video3d.p3d import P3D131
 from keras_tin.applications.video3d.p3d import P3D199
 from keras_tin.applications.squeezetime import SqueezeTime
+from keras_tin.applications.video3d.resnet3d import VideoResNet
+from keras_tin.applications.video3d.resnet3d import R2Plus1D18
+from keras_tin.applications.video3d.resnet3d import R3D18
+from keras_tin.applications.video3d.resnet3d import MC3_18
+from keras_tin.applications.video3d.resnet3d import R2Plus1D34
+from keras_tin.applications.video3d.resnet3d import R2Plus1D34VMZ

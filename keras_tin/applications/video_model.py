@@ -14,6 +14,9 @@ NORMALIZATIONS = {
     "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
     "inception": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),  # x / 127.5 - 1
     "tadaconv": ((114.75, 114.75, 114.75), (57.375, 57.375, 57.375)),  # 0.45 / 0.225 on 0-1
+    # torchvision video / VMZ: Kinetics mean (0.43216, 0.394666, 0.37645), std (0.22803,
+    # 0.22145, 0.216989) on 0-1 RGB, times 255
+    "kinetics": ((110.2008, 100.63983, 95.99475), (58.14765, 56.46975, 55.332195)),
 }
 TEMPORAL_MODULES = ("tin", "tsm", "tsn")
 
