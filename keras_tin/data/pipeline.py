@@ -12,6 +12,7 @@ Randomness is per element: each video gets a seed from a seeded
 """
 
 import logging
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +24,7 @@ from keras_tin.data import sampling as sampling_lib
 from keras_tin.data.adapters import list_samples
 
 logger = logging.getLogger("keras_tin.data")
+READ_TRACE_ENV = "KERAS_TIN_READ_TRACE"  # test hook: append "pid path" per video read
 
 
 def _normalizations():
@@ -59,6 +61,9 @@ class ClipLoader:
     def load(self, index, seed=0):
         """``(views uint8 (V, T, S, S, 3), ok)``; views are clip-major, crops inner."""
         sample = self.samples[int(index)]
+        if READ_TRACE_ENV in os.environ:  # test hook: which process read which video
+            with open(os.environ[READ_TRACE_ENV], "a", encoding="utf-8") as f:
+                f.write(f"{os.getpid()} {sample.path}\n")
         if self.log.was_skipped(sample.path):
             # found bad in an earlier epoch: not opened again, so neither our warning nor the
             # decoder's native messages repeat; the report already counts it
@@ -102,8 +107,15 @@ def build_dataset(info, frames=8, training=None, batch_size=8, image_size=224, s
                   num_clips=1, num_crops=1, flip=None, shuffle=None, cache=False, seed=None,
                   deterministic=None, normalization=None, backend="opencv", seek=True,
                   resize_short=256, scales=augmentation.TRAIN_SCALES, dense_stride=None,
-                  drop_remainder=None, num_parallel_calls=None):
-    """The tf.data pipeline over an already listed `DatasetInfo` (see `load_dataset`)."""
+                  drop_remainder=None, num_parallel_calls=None, shard=None, service=None):
+    """The tf.data pipeline over an already listed `DatasetInfo` (see `load_dataset`).
+
+    ``shard=(num_shards, index)``: only every ``num_shards``-th video of each epoch's
+    (shuffled) order, from ``index`` on, is decoded (file-level sharding for multi-worker
+    training: with the same ``seed`` every worker draws the same order and seeds, so the
+    shards are disjoint, cover the epoch, and ``batch_size`` is this shard's part of the
+    global batch). ``service``: decode on a tf.data service (`keras_tin.data.service`).
+    """
     training = info.split == "train" if training is None else bool(training)
     flip = info.flip if flip is None else bool(flip)
     shuffle = training if shuffle is None else bool(shuffle)
@@ -130,12 +142,24 @@ def build_dataset(info, frames=8, training=None, batch_size=8, image_size=224, s
         return clips, label_of(index), ok
 
     n = len(info.samples)
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)  # video level: cheap
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip((ds, seeds))
-    ds = ds.map(load, num_parallel_calls=parallel, deterministic=deterministic)
+    if service is not None:
+        from keras_tin.data import service as service_lib
+
+        ds = service_lib.service_elements(loader, info, service, shuffle=shuffle, seed=seed,
+                                          deterministic=deterministic, label_of=label_of)
+    else:
+        ds = tf.data.Dataset.range(n)
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)  # video level: cheap
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, seeds))
+        if shard is not None:
+            num_shards, index = (int(v) for v in shard)
+            if not 0 <= index < num_shards:
+                raise ValueError(f"shard must be (num_shards, index) with 0 <= index < "
+                                 f"num_shards. Received: shard={shard!r}")
+            ds = ds.shard(num_shards, index)  # before decoding: each worker opens its videos
+        ds = ds.map(load, num_parallel_calls=parallel, deterministic=deterministic)
     ds = ds.filter(lambda clips, label, ok: ok)  # skipped videos leave no hole in the batch
     ds = ds.map(lambda clips, label, ok: (clips, label))
     if cache:

@@ -134,10 +134,13 @@ class DataWatch(keras.callbacks.Callback):
 
 class EpochRecorder(keras.callbacks.Callback):
     """Writes an epoch's checkpoint, log row, history, best model, backup and state, in
-    that order, each atomically (see `keras_tin.training.run_folder`)."""
+    that order, each atomically (see `keras_tin.training.run_folder`). ``writer=False``
+    (the non-chief workers of a multi-worker run) keeps the same rows and state in memory
+    and writes nothing."""
 
-    def __init__(self, folder, rows, state, monitor=None, mode="max"):
+    def __init__(self, folder, rows, state, monitor=None, mode="max", writer=True):
         super().__init__()
+        self.writer = writer
         self.folder = folder
         self.rows = list(rows)
         self.state = dict(state)  # epochs_done, best, best_epoch, and what identifies the run
@@ -151,13 +154,21 @@ class EpochRecorder(keras.callbacks.Callback):
         logs = logs or {}
         number = epoch + 1
         folder = self.folder
-        folder.save_weights(self.model, folder.checkpoint_path(number))
         row = {"epoch": epoch}
         for key, value in logs.items():
             try:
                 row[key] = float(value)
             except (TypeError, ValueError):
                 continue
+        if not self.writer:
+            self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+            state = dict(self.state, epochs_done=number, finished=False)
+            if self.monitor is not None and run_folder.is_better(
+                    row.get(self.monitor), state.get("best"), self.mode):
+                state["best"], state["best_epoch"] = row[self.monitor], number
+            self.state = state
+            return
+        folder.save_weights(self.model, folder.checkpoint_path(number))
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
         folder.write_log(self.rows)
         folder.write_history(self.rows)

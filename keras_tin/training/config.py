@@ -47,6 +47,8 @@ class TrainConfig:
     flip: bool = None               # default: no flip for Something-Something and Jester
     decoder: str = "opencv"
     cache: bool = False
+    deterministic: bool = False     # fixed order of decoded videos (reproducible; slower)
+    data_service: str = None        # "grpc://host:port": decode on a tf.data service
     # model
     arch: str = None                # e.g. tada2d_resnet50; sets temporal/depth (and backbone)
     temporal: str = "tin"
@@ -71,6 +73,7 @@ class TrainConfig:
     validation_steps: int = None
     # running
     strategy: str = "default"
+    devices: int = None             # data_parallel (JAX): the first N devices (default all)
     output_dir: str = "runs/tin"
     tensorboard: bool = False
     seed: int = 0
@@ -93,7 +96,7 @@ class TrainConfig:
             raise ValueError("frames, batch_size and epochs must be positive. Received: "
                              f"frames={self.frames}, batch_size={self.batch_size}, "
                              f"epochs={self.epochs}")
-        for name in ("steps_per_epoch", "validation_steps", "lr_batch_size"):
+        for name in ("steps_per_epoch", "validation_steps", "lr_batch_size", "devices"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive integer or unset. "
@@ -205,6 +208,11 @@ HELP = {
                "a .keras/.weights.h5/PyTorch file; the classifier is replaced when the class "
                "count differs",
     "output_dir": "run folder; rerunning the same command resumes an interrupted run there",
+    "strategy": "default, mirrored (GPUs of this host), multi_worker (one process per host, "
+                "cluster from TF_CONFIG), tpu, data_parallel (JAX: KERAS_BACKEND=jax)",
+    "data_service": "grpc://HOST:PORT of a tf.data service dispatcher (keras-tin "
+                    "data-service): training videos are decoded on its workers",
+    "devices": "with --strategy data_parallel: use the first N JAX devices",
     "arch": "architecture name, overriding --temporal/--depth: tin_resnet50, tsm_resnet101, "
             "tada2d_resnet50, tea_res2net50, stm_resnet50, tsm_eca_resnet50, "
             "tsm_mobilenetv2, ...",
@@ -213,7 +221,8 @@ HELP = {
 
 def _type_of(field):
     kind = {"flip": bool, "multilabel": bool, "weights": str, "arch": str, "lr_batch_size": int,
-            "steps_per_epoch": int, "validation_steps": int, "report": str}.get(field.name)
+            "steps_per_epoch": int, "validation_steps": int, "report": str,
+            "devices": int, "data_service": str}.get(field.name)
     if kind is None:
         kind = type(field.default)
     return kind

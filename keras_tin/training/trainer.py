@@ -61,8 +61,11 @@ def resize_short_for(image_size):
     return int(round(image_size * 256 / 224))
 
 
-def build_datasets(config, num_replicas=1, errors=None):
+def build_datasets(config, num_replicas=1, errors=None, shard=None):
     """``(train_ds, val_ds or None, train_info)`` with the global batch size.
+
+    ``shard=(num_workers, worker_index)`` (multi-worker runs): this worker's videos only,
+    batched at its part of the global batch (see `keras_tin.data.build_dataset`).
 
     Both splits record skipped videos and decode notes into one `ErrorLog` (``errors``, by
     default a new one with ``config.on_error`` and ``config.report``): ``train_info.errors``.
@@ -79,12 +82,17 @@ def build_datasets(config, num_replicas=1, errors=None):
     if errors is None:
         errors = ErrorLog(config.on_error, config.report)
     global_batch = config.batch_size * num_replicas
+    if shard is not None and global_batch % shard[0]:
+        raise ValueError(f"the global batch {global_batch} does not split over {shard[0]} "
+                         f"workers; use a batch size per replica that does")
     common = dict(frames=config.frames, image_size=config.image_size, sampling=config.sampling,
-                  backend=config.decoder, seed=config.seed, batch_size=global_batch,
-                  cache=config.cache)
+                  backend=config.decoder, seed=config.seed, cache=config.cache,
+                  batch_size=global_batch // (shard[0] if shard else 1), shard=shard)
     info = list_samples(config.dataset, config.root, config.train_split, fold=config.fold,
                         errors=errors)
-    train_ds = build_dataset(info, training=True, flip=config.flip, **common)
+    train_ds = build_dataset(info, training=True, flip=config.flip,
+                             deterministic=True if config.deterministic else None,
+                             service=config.data_service, **common)
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
     val_ds, info.val_info = None, None
@@ -175,18 +183,12 @@ def write_labels(path, classes):
 
 
 def _worker_config(config, dist):
-    """Multi-worker runs: every worker saves (saving is collective), but only the chief into
-    ``output_dir``; worker N uses ``output_dir/workers/N`` (TF's multi-worker advice)."""
-    resolver = getattr(dist.strategy, "cluster_resolver", None)
-    if dist.name != "multi_worker" or resolver is None:
+    """Multi-worker runs: the chief alone writes ``output_dir`` (saving reads each
+    variable's local copy, no collective); the others read its state and backup on a
+    rerun, and keep their own skip report (``report`` + ``.worker<N>``)."""
+    if dist.is_chief or not config.report:
         return config
-    task_type, task_id = resolver.task_type, resolver.task_id
-    chief = task_type in (None, "chief") or (
-        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
-    if chief:
-        return config
-    return config.replace(output_dir=os.path.join(config.output_dir, "workers",
-                                                  f"{task_type}_{task_id}"))
+    return config.replace(report=f"{config.report}.worker{dist.worker_index}")
 
 
 def _identity(config, classes=None):
@@ -231,9 +233,10 @@ def _refuse_foreign_outputs(folder):
                          f"delete that folder first.")
 
 
-def _restore(folder, model, state, verbose):
+def _restore(folder, model, state, verbose, writer=True):
     """Loads the committed epoch's backup into ``model`` and undoes what an uncommitted
-    epoch wrote; returns the log rows of the committed epochs."""
+    epoch wrote (``writer``: the process that writes the folder; the other workers of a
+    multi-worker run only read it); returns the log rows of the committed epochs."""
     done = state["epochs_done"]
     rows = [r for r in run_folder.read_log(folder.path(run_folder.LOG)) if r["epoch"] < done]
     if len(rows) < done and verbose:
@@ -242,7 +245,7 @@ def _restore(folder, model, state, verbose):
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     later = {e: p for e, p in run_folder.epoch_files(folder.checkpoints).items() if e > done}
-    if later:
+    if later and writer:
         # epoch done+1 was being written when the run stopped: best.keras may be that
         # epoch's, which the rerun of the epoch may not beat; put back the committed best
         best = folder.path(run_folder.BEST)
@@ -267,7 +270,8 @@ def _restore(folder, model, state, verbose):
                          f"--output-dir, or delete {folder.path(run_folder.STATE)} to start "
                          f"over there.")
     model.load_weights(backup)
-    folder.prune_backups(done)
+    if writer:
+        folder.prune_backups(done)
     return rows
 
 
@@ -301,7 +305,7 @@ class PreparedRun:
     result: TrainResult = None  # set when the run had finished before: nothing to train
 
 
-def _already_finished(config, folder, state):
+def _already_finished(config, folder, state, writer=True):
     import keras_tin.applications  # noqa: F401  (registers the layers for loading)
 
     _check_same_run(state, _identity(config), folder)
@@ -311,7 +315,8 @@ def _already_finished(config, folder, state):
                          f"epochs; --epochs {config.epochs} cannot continue it. To train "
                          f"longer, start another --output-dir with --weights "
                          f"{folder.path(run_folder.FINAL)}.")
-    folder.remove_backup()  # a kill between the final state and its removal leaves it
+    if writer:
+        folder.remove_backup()  # a kill between the final state and its removal leaves it
     with open(folder.path("labels.txt"), encoding="utf-8") as f:
         classes = [line for line in f.read().split("\n") if line]
     rows = run_folder.read_log(folder.path(run_folder.LOG))
@@ -339,24 +344,31 @@ def prepare_run(config, build_data=None, build=None):
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig. Received: {type(config).__name__}")
     keras.utils.set_random_seed(config.seed)
-    dist = distribute.make_distribution(config.strategy)
+    dist = distribute.make_distribution(config.strategy, devices=config.devices)
     config = _worker_config(config, dist)
     folder = run_folder.RunFolder(config.output_dir)
     run_folder.start_counting()
     state = folder.read_state()
     if state is not None and state.get("finished"):
-        return PreparedRun(config, folder, result=_already_finished(config, folder, state))
-    if state is None and os.path.isdir(folder.root):
+        return PreparedRun(config, folder, result=_already_finished(config, folder, state,
+                                                                        dist.is_chief))
+    if state is None and os.path.isdir(folder.root) and dist.is_chief:
         _refuse_foreign_outputs(folder)
-    train_ds, val_ds, info = (build_data or build_datasets)(config, dist.num_replicas)
+    if build_data is None:
+        train_ds, val_ds, info = build_datasets(config, dist.num_replicas,
+                                                shard=dist.input_shard())
+    else:
+        train_ds, val_ds, info = build_data(config, dist.num_replicas)
+    train_ds, val_ds = dist.distribute_dataset(train_ds), dist.distribute_dataset(val_ds)
     classes = list(info.classes)
     identity = _identity(config, classes)
     if state is not None:
         _check_same_run(state, identity, folder)
-    os.makedirs(folder.checkpoints, exist_ok=True)
-    run_folder.remove_temporaries(folder.root, folder.checkpoints, folder.backup)
-    config.save(folder.path("config.json"))
-    write_labels(folder.path("labels.txt"), classes)
+    if dist.is_chief:
+        os.makedirs(folder.checkpoints, exist_ok=True)
+        run_folder.remove_temporaries(folder.root, folder.checkpoints, folder.backup)
+        config.save(folder.path("config.json"))
+        write_labels(folder.path("labels.txt"), classes)
     if config.verbose:
         print(f"{info.name} {info.split}: {len(info.samples)} videos, {len(classes)} classes; "
               f"{dist.num_replicas} replica(s), global batch "
@@ -366,7 +378,7 @@ def prepare_run(config, build_data=None, build=None):
         model = (build or build_model)(config, len(classes), num_replicas=dist.num_replicas)
         rows = []
         if state is not None:
-            rows = _restore(folder, model, state, config.verbose)
+            rows = _restore(folder, model, state, config.verbose, writer=dist.is_chief)
     state = {"run": identity, "epochs_done": 0, "best": None, "best_epoch": None,
              **(state or {})}
     state["run"], state["epochs"] = identity, config.epochs
@@ -394,7 +406,8 @@ def fit_run(run, callbacks=()):
     monitor = monitor_of(config) if validation else None
     initial = run.state["epochs_done"]
     lr = optimizers.scaled_lr(config, run.dist.num_replicas)
-    recorder = run_callbacks.EpochRecorder(folder, run.rows, run.state, monitor)
+    recorder = run_callbacks.EpochRecorder(folder, run.rows, run.state, monitor,
+                                           writer=run.dist.is_chief)
     built_in = [
         keras.callbacks.LearningRateScheduler(
             optimizers.step_schedule(lr, config.lr_steps, config.lr_decay)),
@@ -423,13 +436,17 @@ def fit_run(run, callbacks=()):
                 data_error = _as_data_error(e)
                 if data_error is not None and data_error is not e:
                     raise data_error from e
+                lost = distribute.lost_worker_error(e, run.dist, recorder.epochs_done)
+                if lost is not None:
+                    raise lost from e
                 raise
-    folder.save_model(model, folder.path(run_folder.FINAL))
     state = dict(recorder.state, finished=True)
     if state["epochs_done"] < config.epochs:
         state["stopped_early"] = True
-    folder.write_state(state)
-    folder.remove_backup()
+    if run.dist.is_chief:
+        folder.save_model(model, folder.path(run_folder.FINAL))
+        folder.write_state(state)
+        folder.remove_backup()
     summary = data_summary(info)
     if config.verbose:
         print(summary)
