@@ -21,6 +21,8 @@ from keras_tin.applications.temporal_resnet import STMResNet50
 from keras_tin.applications.temporal_resnet import TCPResNet50
 from keras_tin.applications.temporal_resnet import TCPResNet152
 from keras_tin.applications.temporal_resnet import TSNRes2Net50
+from keras_tin.applications.temporal_resnet import MSNetResNet18
+from keras_tin.applications.temporal_resnet import MSNetResNet50
 from keras_tin.applications.mobilenet_v2 import TemporalMobileNetV2
 from keras_tin.applications.mobilenet_v2 import TINMobileNetV2
 from keras_tin.applications.mobilenet_v2 import TSMMobileNetV2

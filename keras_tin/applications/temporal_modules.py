@@ -45,6 +45,7 @@ import keras
 
 from keras_tin import layers as tin_layers
 from keras_tin.layers import eca as eca_layers
+from keras_tin.layers import motion_squeeze as ms_layers
 from keras_tin.layers import stm as stm_layers
 from keras_tin.layers import tada as tada_layers
 from keras_tin.layers import tcp as tcp_layers
@@ -206,6 +207,12 @@ register(ModuleSpec("tea", ("after_conv1", "res2net_group"), tea_layers.build,
 register(ModuleSpec("stm", "conv2", stm_layers.build, layer_types=stm_layers.LAYER_TYPES,
                     depths=(50, 101), description="STM: CSTM + CMM in place of every "
                                                   "bottleneck's 3x3 conv"))
+# MSNet: TSM's shift in every block plus the MotionSqueeze module after layer2 (res3) only.
+register(ModuleSpec("msnet", ("before_conv1", "after_stage"), ms_layers.build, fusable=True,
+                    module_every=_tsm_every,
+                    layer_types=(tin_layers.TemporalShift, ms_layers.MotionSqueezeFlow),
+                    description="MSNet: TSM shift before conv1 of every block and the "
+                                "MotionSqueeze flow module after res3 (layer2)"))
 # TSN + the TCP head (TCPNet); any other kind takes the head with pooling="tcp" (TCP_HEAD).
 register(ModuleSpec("tcp", "head", tcp_layers.build, stage_strides=(1, 2, 2, 1),
                     layer_types=tcp_layers.LAYER_TYPES, default_blocks={152: "preact"},

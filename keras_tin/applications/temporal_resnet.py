@@ -323,6 +323,9 @@ TSNResNet152 = _constructor("tsn", 152)
 TAda2DResNet50 = _constructor("tada2d", 50, display="TAda2D")
 TEARes2Net50 = _constructor("tea", 50, display="TEA", backbone="Res2Net")
 STMResNet50 = _constructor("stm", 50, display="STM")
+# MSNet (MotionSqueeze): TSM + the MS module after layer2; the paper's R50, the release's R18.
+MSNetResNet18 = _constructor("msnet", 18, display="MSNet")
+MSNetResNet50 = _constructor("msnet", 50, display="MSNet")
 # TCPNet: TSN with the TCP head (layer4 stride 1); pooling="tcp" puts it on any kind.
 TCPResNet50 = _constructor("tcp", 50, display="TCP")
 TCPResNet152 = _constructor("tcp", 152, display="TCP")

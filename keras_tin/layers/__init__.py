@@ -25,3 +25,4 @@ from keras_tin.layers.online_shift import OnlineTemporalShift
 from keras_tin.layers.squeezetime import ChannelTimeGate
 from keras_tin.layers.squeezetime import PositionEmbedding2D
 from keras_tin.layers.squeezetime import TimeIntoChannels
+from keras_tin.layers.motion_squeeze import MotionSqueezeFlow
