@@ -67,6 +67,7 @@ FAMILY_CONVERTERS = [
     "keras_tin.weights.convert_tcp",
     "keras_tin.weights.convert_pytorchvideo",
     "keras_tin.weights.convert_squeezetime",
+    "keras_tin.weights.convert_video3d",
 ]
 
 
