@@ -39,11 +39,17 @@ import warnings
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 SOURCES = ("tin_interlace.h", "tin_interlace_gpu.h", "tin_interlace_op.cc",
-           "tin_descriptor_op.cc", "tin_interlace_op_gpu.cu.cc")
+           "tin_descriptor_op.cc", "tin_interlace_op_gpu.cu.cc",
+           "correlation.h", "correlation_gpu.h", "correlation_op.cc",
+           "correlation_op_gpu.cu.cc")
+# C++ sources of the library, and the CUDA ones compiled with nvcc when TF is a CUDA build.
+CXX_SOURCES = ("tin_interlace_op.cc", "tin_descriptor_op.cc", "correlation_op.cc")
+CUDA_SOURCES = ("tin_interlace_op_gpu.cu.cc", "correlation_op_gpu.cu.cc")
 LIBRARY_NAME = "_tin_interlace_ops.so"
 HASH_SUFFIX = ".sha256"
 # The op wrappers tf.load_op_library must expose for the library to count as ours.
-EXPECTED_OPS = ("tin_interlace", "tin_interlace_grad", "tin_channel_mean")
+EXPECTED_OPS = ("tin_interlace", "tin_interlace_grad", "tin_channel_mean",
+                "keras_tin_correlation", "keras_tin_correlation_grad")
 
 _lock = threading.Lock()
 _loaded = None  # the loaded module, or None
@@ -244,12 +250,12 @@ def build(path=None, force=False):
             defines = []
             nvcc = _nvcc()
             if nvcc:
-                cu_obj = os.path.join(tmp, "tin_interlace_op_gpu.o")
-                _run([nvcc, "-c", "-O3", "-std=c++17", "-x", "cu", "-Xcompiler", "-fPIC",
-                      "-DGOOGLE_CUDA=1", f"-I{KERNEL_DIR}",
-                      os.path.join(KERNEL_DIR, "tin_interlace_op_gpu.cu.cc"), "-o", cu_obj],
-                     cwd=tmp)
-                objects.append(cu_obj)
+                for source in CUDA_SOURCES:
+                    cu_obj = os.path.join(tmp, source.replace(".cu.cc", ".o"))
+                    _run([nvcc, "-c", "-O3", "-std=c++17", "-x", "cu", "-Xcompiler", "-fPIC",
+                          "-DGOOGLE_CUDA=1", f"-I{KERNEL_DIR}",
+                          os.path.join(KERNEL_DIR, source), "-o", cu_obj], cwd=tmp)
+                    objects.append(cu_obj)
                 defines.append("-DGOOGLE_CUDA=1")  # registers the GPU kernels (unverified)
                 # The host side (Eigen's GPU device) needs cuda_runtime.h: use the CUDA
                 # headers that a CUDA build of TensorFlow ships (the version it was built
@@ -260,8 +266,8 @@ def build(path=None, force=False):
                 defines.append(f"-I{_tf_cuda_include()}")
             tmp_lib = os.path.join(tmp, LIBRARY_NAME)
             _run([_compiler(), *_cxx_flags(), *defines, f"-I{KERNEL_DIR}",
-                  os.path.join(KERNEL_DIR, "tin_interlace_op.cc"),
-                  os.path.join(KERNEL_DIR, "tin_descriptor_op.cc"), *objects, "-o", tmp_lib,
+                  *(os.path.join(KERNEL_DIR, name) for name in CXX_SOURCES), *objects,
+                  "-o", tmp_lib,
                   *_link_flags()], cwd=tmp)
             digest = file_sha256(tmp_lib)
             # Library first, then its hash: a process killed in between leaves a library
@@ -405,6 +411,12 @@ def _register_gradients(tf):
         g = tf.cast(dmean / scale, x.dtype)[:, None, None, :]  # (N, 1, 1, F)
         g = tf.broadcast_to(g, tf.concat([shape[:3], [channels]], 0))  # (N, H, W, F)
         return tf.pad(g, [[0, 0], [0, 0], [0, 0], [0, shape[3] - channels]])
+
+    @tf.RegisterGradient("KerasTinCorrelation")
+    def _keras_tin_correlation_grad(op, grad):
+        return _loaded.keras_tin_correlation_grad(
+            grad, op.inputs[0], op.inputs[1],
+            max_displacement=op.get_attr("max_displacement"))
 
     _gradients_registered = True
 
