@@ -19,11 +19,13 @@ COMMANDS = {
     "predict": "Top-k labels for video files.",
     "convert": "Convert a PyTorch TIN/TSM/TSN checkpoint to .weights.h5.",
     "export": "Export a model to SavedModel or TFLite.",
+    "stream": "Online recognition frame by frame (online TSM) on a video or camera.",
+    "data-service": "Run a tf.data service dispatcher or worker that decodes videos.",
 }
 
 
 def _module(name):
-    return importlib.import_module(f"keras_tin.commands.{name}")
+    return importlib.import_module(f"keras_tin.commands.{name.replace('-', '_')}")
 
 
 def build_parser(argv):

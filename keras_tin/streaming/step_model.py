@@ -152,9 +152,14 @@ def state_spec(step_model):
     return [(t.name, tuple(t.shape)) for t in step_model.inputs[1:]]
 
 
-def initial_state(step_model, dtype="float32"):
-    """The zero state (before the first frame): one NumPy array per state input."""
-    return [np.zeros(shape, dtype) for _, shape in state_spec(step_model)]
+def initial_state(step_model, batch_size=None, dtype="float32"):
+    """The zero state (before the first frame): one NumPy array per state input.
+    batch_size: for a step model built with batch_size=None (default 1 there)."""
+    out = []
+    for _, shape in state_spec(step_model):
+        batch = shape[0] if shape[0] is not None else (batch_size or 1)
+        out.append(np.zeros((batch,) + shape[1:], dtype))
+    return out
 
 
 def step(step_model, frame, state):
