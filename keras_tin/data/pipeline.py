@@ -258,7 +258,9 @@ def load_dataset(name, root, split="train", frames=8, training=None, batch_size=
       **kwargs: ``resize_short`` (256), ``scales`` ((1, .875, .75, .66)), ``dense_stride``,
         ``drop_remainder`` (default ``training``), ``num_parallel_calls``, ``seek`` (True),
         ``check_files`` (True), ``val_fraction`` (flat "folder" layout only, 0.2; 0 reads
-        every video in every split).
+        every video in every split), ``service`` ("grpc://HOST:PORT": decode on a
+        tf.data service, see `keras_tin.data.service`; ``info.service_ledger`` then
+        lists the videos an epoch did not deliver).
 
     Returns:
       ``dataset`` yielding ``(clips float32 (B*V, T, S, S, 3), labels)``, labels int32
