@@ -345,3 +345,72 @@ def test_cuda_correlation_source_compiles_with_nvcc(tmp_path):
          "-o", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.stat().st_size > 0
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no CUDA compiler on this machine")
+def test_cupy_translation_unit_compiles_with_nvcc(tmp_path):
+    """The kernels tests/test_correlation_cuda_cupy.py hands to NVRTC, compiled by nvcc
+    (compile only: they run where a GPU is)."""
+    from test_correlation_cuda_cupy import SOURCE
+
+    source = tmp_path / "correlation_cupy.cu"
+    source.write_text(SOURCE)
+    proc = subprocess.run(["nvcc", "-c", "-std=c++17", f"-I{KERNEL_DIR}", str(source), "-o",
+                           str(tmp_path / "correlation_cupy.o")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+HOST_HARNESS = r"""
+#include "correlation.h"
+static kt_corr::Dims dims(long long b, int h, int w, int c, int md) {
+  kt_corr::Dims d; d.batch = b; d.height = h; d.width = w; d.channels = c; d.max_disp = md;
+  return d;
+}
+extern "C" void forward(const float* f1, const float* f2, float* y, long long b, int h,
+                        int w, int c, int md) {
+  const kt_corr::Dims d = dims(b, h, w, c, md);
+  for (long long i = 0; i < d.pixels() * d.out_channels(); ++i)
+    y[i] = kt_corr::forward_element(f1, f2, d, i);
+}
+extern "C" void grads(const float* g, const float* f1, const float* f2, float* df1,
+                      float* df2, long long b, int h, int w, int c, int md) {
+  const kt_corr::Dims d = dims(b, h, w, c, md);
+  for (long long i = 0; i < d.pixels() * d.channels; ++i) {
+    df1[i] = kt_corr::grad_f1_element(g, f2, d, i);
+    df2[i] = kt_corr::grad_f2_element(g, f1, d, i);
+  }
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX") or "g++") is None, reason="no C++ compiler")
+def test_cuda_element_functions_on_the_host(tmp_path):
+    """correlation.h's per-element functions (all the CUDA kernels compute) built for the
+    host with g++ and called through ctypes: forward == reference, gradients == the
+    finite-difference-checked portable gradients. The CUDA launch itself is not run."""
+    import ctypes
+
+    source = tmp_path / "harness.cc"
+    source.write_text(HOST_HARNESS)
+    lib_path = tmp_path / "harness.so"
+    proc = subprocess.run([os.environ.get("CXX") or "g++", "-O1", "-std=c++17", "-shared",
+                           "-fPIC", f"-I{KERNEL_DIR}", str(source), "-o", str(lib_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lib = ctypes.CDLL(str(lib_path))
+    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
+    rng = np.random.default_rng(11)
+    for shape, d in [((2, 5, 6, 3), 2), ((1, 4, 7, 17), 7)]:
+        f1, f2 = _pair(rng, shape)
+        b, h, w, c = shape
+        dims = (ctypes.c_longlong(b), ctypes.c_int(h), ctypes.c_int(w), ctypes.c_int(c),
+                ctypes.c_int(d))
+        y = np.zeros(shape[:3] + ((2 * d + 1) ** 2,), np.float32)
+        lib.forward(ptr(f1), ptr(f2), ptr(y), *dims)
+        np.testing.assert_allclose(y, correlation_np(f1, f2, d), atol=2e-5, rtol=1e-5)
+        g = rng.normal(size=y.shape).astype(np.float32)
+        df1, df2 = np.zeros_like(f1), np.zeros_like(f2)
+        lib.grads(ptr(g), ptr(f1), ptr(f2), ptr(df1), ptr(df2), *dims)
+        want = _tape_grads(f1, f2, d, g, "portable")
+        np.testing.assert_allclose(df1, want[0], atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(df2, want[1], atol=1e-4, rtol=1e-5)
