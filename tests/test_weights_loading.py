@@ -52,7 +52,8 @@ def test_manifest_records_are_complete():
               "license", "converted_url", "converted_sha256"}
     for r in records:
         assert fields <= set(r), r["name"]
-        assert r["layout"] in ("openmmlab", "authors", "torchvision", "tadaconv", "tcpnet", "pytorchvideo", "online")
+        assert r["layout"] in ("openmmlab", "authors", "torchvision", "tadaconv", "tcpnet", "pytorchvideo", "online",
+                               "torchvision_video", "vmz", "mmaction2_r2plus1d")
         assert r["verified_by_us"] is False
         if r["sha256_prefix"] and r["url"]:
             assert r["url"].endswith(f"-{r['sha256_prefix']}.pth"), r["name"]
@@ -61,7 +62,9 @@ def test_manifest_records_are_complete():
         assert (r["mean"], r["std"]) == {
             "imagenet": ([123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
             "inception": ([127.5] * 3, [127.5] * 3),
-            "tadaconv": ([114.75] * 3, [57.375] * 3)}[r["normalization"]], r["name"]
+            "tadaconv": ([114.75] * 3, [57.375] * 3),
+            "kinetics": ([110.2008, 100.63983, 95.99475], [58.14765, 56.46975, 55.332195]),
+        }[r["normalization"]], r["name"]
 
 
 def test_manifest_corrections_from_the_publishers():
