@@ -31,6 +31,7 @@ from keras_tin.applications.video3d import blocks3d
 from keras_tin.applications.video_model import check_video_args
 from keras_tin.applications.video_model import clip_input
 from keras_tin.applications.video_model import finish_model
+from keras_tin.layers.temporal_interlace import positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +67,14 @@ SPECS = {
 }
 R2PLUS1D_34_VARIANTS = {"mmaction2": "r2plus1d_34_mmaction2", "vmz": "r2plus1d_34_vmz"}
 POOLINGS = (None, "avg", "max")
-WIDTHS = (64, 128, 256, 512)
 
 
-def _stem(x, spec, init):
+def _stem(x, spec, width, init):
     if spec.stem == "3d":
-        x = blocks3d.conv3d(x, 64, (3, 7, 7), (1, 2, 2), "stem_conv", init)
+        x = blocks3d.conv3d(x, width, (3, 7, 7), (1, 2, 2), "stem_conv", init)
     else:
-        x = blocks3d.conv_factorized(x, 64, spec.stem_mid, (3, 7, 7), (1, 2, 2), "stem_conv",
+        mid = max(1, spec.stem_mid * width // 64)  # the publisher's at width 64
+        x = blocks3d.conv_factorized(x, width, mid, (3, 7, 7), (1, 2, 2), "stem_conv",
                                      "stem_bn", init, spec.mid_epsilon)
     x = blocks3d.batch_norm(x, "stem_bn", spec.epsilon)
     x = blocks3d.relu(x, "stem_relu")
@@ -141,7 +142,8 @@ def _resolve_normalization(normalization, weights, spec):
 
 def VideoResNet(spec, frames=16, input_shape=None, include_top=True, weights=None,
                 classes=400, classifier_activation="softmax", pooling=None, dropout_rate=None,
-                normalization="auto", name=None, seed=None, input_tensor=None):
+                normalization="auto", name=None, seed=None, input_tensor=None,
+                base_filters=64):
     """A video ResNet of basic blocks described by `spec` (a Spec or a key of SPECS).
 
     Args:
@@ -164,6 +166,8 @@ def VideoResNet(spec, frames=16, input_shape=None, include_top=True, weights=Non
         name: the model name (default: the spec's).
         seed: seeds the initialisers (an integer), for reproducible builds.
         input_tensor: an optional Keras tensor to build on.
+        base_filters: width of the stem and stage 1 (64 in every published model; the
+            stages have 1, 2, 4, 8 times it); smaller values make narrow test networks.
     """
     if isinstance(spec, str):
         if spec not in SPECS:
@@ -178,11 +182,13 @@ def VideoResNet(spec, frames=16, input_shape=None, include_top=True, weights=Non
         dropout_rate = spec.dropout_rate
     if input_shape is None:
         input_shape = (frames, spec.image_size, spec.image_size, 3)
+    base_filters = positive_int(base_filters, "base_filters")
     init = blocks3d.Initializers(seed)
     inputs, x = clip_input(frames, input_tensor, input_shape, normalization)
     x = tin_layers.UnfoldFrames(frames, name="unfold_frames")(x)  # (B, T, H, W, 3)
-    x = _stem(x, spec, init)
-    for stage, (kind, planes, count) in enumerate(zip(spec.convs, WIDTHS, spec.blocks)):
+    x = _stem(x, spec, base_filters, init)
+    for stage, (kind, count) in enumerate(zip(spec.convs, spec.blocks)):
+        planes = base_filters * 2 ** stage
         for index in range(count):
             stride = 2 if stage > 0 and index == 0 else 1
             x = _basic_block(x, spec, kind, planes, stride, f"layer{stage + 1}_{index}", init)
@@ -195,38 +201,41 @@ _DOC = """{title} ({source}).
 
     Keras-applications arguments as VideoResNet (frames, input_shape, include_top, weights,
     classes, classifier_activation, pooling, dropout_rate, normalization, name, seed,
-    input_tensor). {weights_note}
+    input_tensor, base_filters). {weights_note}
     """
 
 
 def R2Plus1D18(frames=16, input_shape=None, include_top=True, weights=None, classes=400,
                classifier_activation="softmax", pooling=None, dropout_rate=None,
-               normalization="auto", name=None, seed=None, input_tensor=None):
+               normalization="auto", name=None, seed=None, input_tensor=None,
+               base_filters=64):
     return VideoResNet("r2plus1d_18", frames, input_shape, include_top, weights, classes,
                        classifier_activation, pooling, dropout_rate, normalization, name,
-                       seed, input_tensor)
+                       seed, input_tensor, base_filters)
 
 
 def R3D18(frames=16, input_shape=None, include_top=True, weights=None, classes=400,
           classifier_activation="softmax", pooling=None, dropout_rate=None,
-          normalization="auto", name=None, seed=None, input_tensor=None):
+          normalization="auto", name=None, seed=None, input_tensor=None,
+          base_filters=64):
     return VideoResNet("r3d_18", frames, input_shape, include_top, weights, classes,
                        classifier_activation, pooling, dropout_rate, normalization, name,
-                       seed, input_tensor)
+                       seed, input_tensor, base_filters)
 
 
 def MC3_18(frames=16, input_shape=None, include_top=True, weights=None, classes=400,
            classifier_activation="softmax", pooling=None, dropout_rate=None,
-           normalization="auto", name=None, seed=None, input_tensor=None):
+           normalization="auto", name=None, seed=None, input_tensor=None,
+           base_filters=64):
     return VideoResNet("mc3_18", frames, input_shape, include_top, weights, classes,
                        classifier_activation, pooling, dropout_rate, normalization, name,
-                       seed, input_tensor)
+                       seed, input_tensor, base_filters)
 
 
 def R2Plus1D34(frames=None, input_shape=None, include_top=True, weights=None, classes=400,
                classifier_activation="softmax", pooling=None, dropout_rate=None,
                normalization="auto", name=None, seed=None, input_tensor=None,
-               variant="mmaction2"):
+               variant="mmaction2", base_filters=64):
     if variant not in R2PLUS1D_34_VARIANTS:
         raise ValueError(f"variant must be one of {sorted(R2PLUS1D_34_VARIANTS)}. "
                          f"Received: variant={variant!r}")
@@ -234,16 +243,16 @@ def R2Plus1D34(frames=None, input_shape=None, include_top=True, weights=None, cl
         frames = 8
     return VideoResNet(R2PLUS1D_34_VARIANTS[variant], frames, input_shape, include_top,
                        weights, classes, classifier_activation, pooling, dropout_rate,
-                       normalization, name, seed, input_tensor)
+                       normalization, name, seed, input_tensor, base_filters)
 
 
 def R2Plus1D34VMZ(frames=None, input_shape=None, include_top=True, weights=None,
                   classes=400, classifier_activation="softmax", pooling=None,
                   dropout_rate=None, normalization="auto", name=None, seed=None,
-                  input_tensor=None):
+                  input_tensor=None, base_filters=64):
     return R2Plus1D34(frames, input_shape, include_top, weights, classes,
                       classifier_activation, pooling, dropout_rate, normalization, name, seed,
-                      input_tensor, variant="vmz")
+                      input_tensor, variant="vmz", base_filters=base_filters)
 
 
 R2Plus1D18.__doc__ = _DOC.format(
