@@ -34,6 +34,19 @@ STANDALONE = {
     "r2plus1d_34_vmz": "keras_tin.applications.video3d.resnet3d:R2Plus1D34VMZ",  # IG-65M
 }
 
+# name -> clip sampling `keras-tin train` uses when none is given (default "segment", TSN's):
+# the 3D CNNs are trained and published on dense clips of consecutive (strided) frames.
+DEFAULT_SAMPLING = {
+    "r2plus1d_18": "dense", "r3d_18": "dense", "mc3_18": "dense", "r2plus1d_34": "dense",
+    "r2plus1d_34_vmz": "dense",
+}
+
+
+def default_sampling(arch):
+    """"dense" or "segment": the clip sampling an architecture is trained with by default."""
+    return DEFAULT_SAMPLING.get(arch, "segment")
+
+
 BACKBONES = {"resnet": (18, 34, 50, 101, 152), "res2net": (50,), "mobilenetv2": (None,)}
 _PATTERN = re.compile(r"^(?:(?P<temporal>[a-z][a-z0-9]*)_)?(?:(?P<eca>eca)_)?"
                       r"(?P<backbone>resnet|res2net|mobilenetv2)(?P<depth>\d+)?$")

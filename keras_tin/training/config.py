@@ -43,7 +43,8 @@ class TrainConfig:
     fold: int = 1                   # UCF101 / HMDB51 split
     frames: int = 8
     image_size: int = 224
-    sampling: str = "segment"
+    sampling: str = None            # default: the architecture's (architectures.default_sampling:
+                                    # "dense" for the 3D CNNs, else "segment")
     flip: bool = None               # default: no flip for Something-Something and Jester
     decoder: str = "opencv"
     cache: bool = False
@@ -87,6 +88,10 @@ class TrainConfig:
         self.lr_steps = tuple(int(s) for s in (self.lr_steps or ()))
         if self.multilabel is None:
             self.multilabel = self.dataset in MULTILABEL_DATASETS
+        self.sampling_derived = self.sampling is None  # not a field: re-derived on --arch
+        if self.sampling is None:
+            from keras_tin import architectures
+            self.sampling = architectures.default_sampling(self.architecture())
         for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}. "
@@ -222,7 +227,7 @@ HELP = {
 def _type_of(field):
     kind = {"flip": bool, "multilabel": bool, "weights": str, "arch": str, "lr_batch_size": int,
             "steps_per_epoch": int, "validation_steps": int, "report": str,
-            "devices": int, "data_service": str}.get(field.name)
+            "devices": int, "data_service": str, "sampling": str}.get(field.name)
     if kind is None:
         kind = type(field.default)
     return kind
@@ -257,8 +262,11 @@ def add_config_arguments(parser, defaults=None):
 
 def config_from_args(args, defaults=None):
     """`defaults` < ``--config`` file < explicit flags."""
-    values = (defaults or TrainConfig()).to_dict()
+    defaults = defaults or TrainConfig()
+    values = defaults.to_dict()
     values["multilabel"] = None  # re-derived from the dataset unless set explicitly
+    if defaults.sampling_derived:  # re-derived from the architecture unless set
+        values["sampling"] = None
     if getattr(args, "config", None):
         values.update(read_config_file(args.config))
     for name in FIELDS:
