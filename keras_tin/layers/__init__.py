@@ -26,3 +26,5 @@ from keras_tin.layers.squeezetime import ChannelTimeGate
 from keras_tin.layers.squeezetime import PositionEmbedding2D
 from keras_tin.layers.squeezetime import TimeIntoChannels
 from keras_tin.layers.motion_squeeze import MotionSqueezeFlow
+from keras_tin.layers.pool3d import SeparableMaxPooling3D
+from keras_tin.layers.pool3d import WindowedGlobalAveragePooling3D

@@ -83,17 +83,18 @@ def clip_head(x, include_top, pooling, classes, classifier_activation, dropout_r
               pool_size=None):
     """(batch, t, h, w, C) -> the model output.
 
-    include_top: an optional stride-1 average pool (pool_size, cut to the map) whose
-    positions are then averaged (pytorchvideo's ResNetBasicHead: pool, proj per position,
-    global average; proj is linear so it commutes with the average), dropout, fc and the
-    activation. Without the top: pooling None gives the feature map, "avg"/"max" (batch, C).
+    include_top: the mean over the positions of a stride-1 average pool of pool_size (cut
+    to the map; pytorchvideo's ResNetBasicHead: pool, proj per position, global average;
+    proj is linear so it commutes with the average), dropout, fc and the activation. Without the top: pooling None gives the feature map, "avg"/"max" (batch, C).
     """
     if include_top:
-        if pool_size is not None:
-            pool = clamp_pool(pool_size, x.shape[1:4])
-            if pool != (1, 1, 1):
-                x = keras.layers.AveragePooling3D(pool, strides=1, name="head_pool")(x)
-        x = keras.layers.GlobalAveragePooling3D(name="avg_pool")(x)
+        sizes = tuple(x.shape[1:4])
+        covered = (pool_size is None or None in sizes  # unknown sizes: a global average
+                   or clamp_pool(pool_size, sizes) == sizes)
+        if covered:  # one pool position (the published 16 x 224 x 224): a global average
+            x = keras.layers.GlobalAveragePooling3D(name="avg_pool")(x)
+        else:
+            x = tin_layers.WindowedGlobalAveragePooling3D(pool_size, name="avg_pool")(x)
         x = keras.layers.Dropout(dropout_rate, name="dropout")(x)
         x = keras.layers.Dense(classes, kernel_initializer=init.dense(), name="fc")(x)
         return keras.layers.Activation(classifier_activation, dtype="float32",

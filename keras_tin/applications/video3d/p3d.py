@@ -24,6 +24,7 @@ import keras
 from keras_tin.applications.video3d import factorized
 from keras_tin.applications.video_model import NORMALIZATIONS
 from keras_tin.applications.video_model import finish_model
+from keras_tin.layers.pool3d import SeparableMaxPooling3D
 from keras_tin.layers.temporal_interlace import positive_int
 
 STAGE_BLOCKS = {63: (3, 4, 6, 3), 131: (3, 4, 23, 3), 199: (3, 8, 36, 3)}
@@ -150,7 +151,7 @@ def P3DResNet(depth=199, frames=16, include_top=True, weights=None, input_tensor
     inputs, x = factorized.video_input(frames, input_tensor, input_shape, normalization)
     x = factorized.conv_bn(x, base_filters, (1, 7, 7), (1, 2, 2), "conv1_custom", "bn1", init)
     x = keras.layers.ZeroPadding3D((0, 1, 1), name="maxpool_pad")(x)  # 0 == -inf after ReLU
-    x = keras.layers.MaxPooling3D((2, 3, 3), strides=2, name="maxpool")(x)
+    x = SeparableMaxPooling3D((2, 3, 3), strides=2, name="maxpool")(x)  # TFLite builtins
     index = 0
     for stage, count in enumerate(STAGE_BLOCKS[depth]):
         planes = base_filters * 2 ** stage
@@ -163,8 +164,8 @@ def P3DResNet(depth=199, frames=16, include_top=True, weights=None, input_tensor
                 x = _block2d(x, planes, strides, block_name, init)
             index += 1
         if stage < 3:
-            x = keras.layers.MaxPooling3D((2, 1, 1), strides=(2, 1, 1),
-                                          name=f"layer{stage + 1}_maxpool")(x)
+            x = SeparableMaxPooling3D((2, 1, 1), strides=(2, 1, 1),
+                                      name=f"layer{stage + 1}_maxpool")(x)
     x = factorized.clip_head(x, include_top, pooling, classes, classifier_activation,
                              dropout_rate, init)
     return finish_model(inputs, x, name or f"p3d{depth}", weights, False)
