@@ -236,3 +236,23 @@ def test_stream_cli_on_encoded_video(tmp_path, trained, capsys):
     annotated = cv2.VideoCapture(out_video)
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     assert main(["stream", video, "--weights", model_path, "--window", "0"]) == 1
+
+
+def test_train_online_flag_builds_the_online_model():
+    import argparse
+
+    from keras_tin.training.config import TrainConfig
+    from keras_tin.training.config import add_config_arguments
+    from keras_tin.training.config import config_from_args
+    from keras_tin.training.trainer import build_model
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    config = config_from_args(parser.parse_args(
+        ["--arch", "tsm_mobilenetv2", "--online", "--frames", "2", "--image-size", "32"]))
+    assert config.online is True
+    model = build_model(config, num_classes=3, compile=False)
+    assert [name for name, _ in state_spec(build_step_model(model))][0] == "state_block2"
+    with pytest.raises(ValueError, match="online=True .* needs arch='tsm_mobilenetv2'.*"
+                                         "tsm_resnet50"):
+        TrainConfig(arch="tsm_resnet50", online=True)

@@ -20,9 +20,19 @@ def add_arguments(parser):
     parser.add_argument("--output-dir", default="demo_output",
                         help="where results.md/json and the TIN plot go")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--online", action="store_true",
+                        help="train an online TSM MobileNetV2 (and a TSN one) and report the "
+                             "running prediction's accuracy frame by frame through the step "
+                             "model (keras_tin.streaming); --models and --depth are unused")
 
 
 def run(args):
+    if args.online:
+        from keras_tin.streaming.demo import run_online_demo
+        run_online_demo(frames=args.frames, size=args.size, epochs=args.epochs,
+                        num_train=args.num_train, num_val=args.num_val,
+                        batch_size=args.batch_size, output_dir=args.output_dir, seed=args.seed)
+        return 0
     from keras_tin.applications import temporal_modules
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())

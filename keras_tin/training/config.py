@@ -59,6 +59,7 @@ class TrainConfig:
     dropout: float = 0.5
     partial_bn: object = "auto"     # True/False, or "auto": True only when `weights` is given
     implementation: str = "auto"
+    online: bool = False            # online TSM (causal shift, keras_tin.streaming): tsm_mobilenetv2
     multilabel: bool = None         # default: True for "mmit" (sigmoid + binary cross-entropy)
     # optimisation
     epochs: int = 25
@@ -108,6 +109,10 @@ class TrainConfig:
                                  f"Received: {name}={value!r}")
         if not (self.lr >= 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number >= 0. Received: lr={self.lr!r}")
+        if self.online and self.architecture() != "tsm_mobilenetv2":
+            raise ValueError("online=True (the causal shift of online TSM) needs "
+                             "arch='tsm_mobilenetv2'. Received: "
+                             f"arch={self.architecture()!r}")
         if self.image_size < 1:
             raise ValueError(f"image_size must be positive. Received: image_size={self.image_size}")
 
@@ -218,6 +223,9 @@ HELP = {
     "data_service": "grpc://HOST:PORT of a tf.data service dispatcher (keras-tin "
                     "data-service): training videos are decoded on its workers",
     "devices": "with --strategy data_parallel: use the first N JAX devices",
+    "online": "online TSM: the causal (uni-directional) shift, so the trained model runs "
+              "frame by frame (keras_tin.streaming, keras-tin stream); needs --arch "
+              "tsm_mobilenetv2",
     "arch": "architecture name, overriding --temporal/--depth: tin_resnet50, tsm_resnet101, "
             "tada2d_resnet50, tea_res2net50, stm_resnet50, tsm_eca_resnet50, "
             "tsm_mobilenetv2, ...",
@@ -248,6 +256,9 @@ def add_config_arguments(parser, defaults=None):
         if name == "partial_bn":
             parser.add_argument(flag, type=_bool_or_auto, default=None,
                                 metavar="{true,false,auto}", help=help_text)
+        elif name == "online":  # `--online` alone means true
+            parser.add_argument(flag, type=_bool, nargs="?", const=True, default=None,
+                                metavar="{true,false}", help=help_text)
         elif kind is bool:
             parser.add_argument(flag, type=_bool, default=None, metavar="{true,false}",
                                 help=help_text)

@@ -148,6 +148,8 @@ def build_model(config, num_classes, compile=True, num_replicas=1):
         kwargs.pop("implementation")
     elif parsed.backbone != "mobilenetv2":
         kwargs["base_filters"] = config.base_filters
+    if config.online:  # TrainConfig allows it for tsm_mobilenetv2 only
+        kwargs["online"] = True
     model = build_for_architecture(config.architecture(), **kwargs)
     if config.weights is not None and not by_constructor:
         init_weights(model, config.weights, verbose=config.verbose > 0)
