@@ -138,6 +138,7 @@ def test_checkpoints_of_the_other_family_are_refused(tmp_path):
     p3d = P3DResNet(63, input_shape=(16, 32, 32, 3), base_filters=WIDTH)
     pv = {k: v.numpy() for k, v in trv.R2Plus1D(50, base_filters=WIDTH).state_dict().items()}
     other = {k: v.numpy() for k, v in trp.P3D(63, base_filters=WIDTH).state_dict().items()}
+    assert convert.head_classes(pv) == 400  # keras-tin convert sizes the classifier from it
     with pytest.raises(ValueError, match="pytorchvideo's R\\(2\\+1\\)D.*Nothing was loaded"):
         convert.assign_state_dict(p3d, pv)
     with pytest.raises(ValueError, match="not in pytorchvideo's R\\(2\\+1\\)D layout"):

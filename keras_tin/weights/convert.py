@@ -232,9 +232,9 @@ def load_torch_checkpoint(model, path, layout=None, use_torch=False, verbose=Tru
 
 # Classifier weights of the published layouts: torchvision/MIT/TIN authors (fc, new_fc),
 # OpenMMLab (cls_head.fc_cls), TAdaConv (head.out), MobileNetV2 (classifier.1), the TCPNet
-# repository's older spelling of new_fc (base_model.classifier).
-HEAD_KEYS = re.compile(r"(^|\.)(fc|new_fc|fc_cls|head\.out|classifier\.1|base_model\.classifier)"
-                       r"\.weight$")
+# repository's older spelling of new_fc (base_model.classifier), pytorchvideo (blocks.N.proj).
+HEAD_KEYS = re.compile(r"(^|\.)(fc|new_fc|fc_cls|head\.out|classifier\.1|base_model\.classifier"
+                       r"|blocks\.\d+\.proj)\.weight$")
 
 
 def head_classes(state_dict, layout=None):
