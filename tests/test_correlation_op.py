@@ -223,6 +223,18 @@ def test_dispatch_rules():
         xla_forced(f1, f2)
 
 
+def test_symbolic_keras_inputs_build_a_functional_model():
+    import keras
+
+    a = keras.Input((5, 6, 4))
+    b = keras.Input((5, 6, 4))
+    model = keras.Model([a, b], correlation(a, b, 1))
+    assert model.output.shape == (None, 5, 6, 9)
+    f1, f2 = _pair(np.random.default_rng(12), (2, 5, 6, 4))
+    np.testing.assert_allclose(model.predict([f1, f2], verbose=0), correlation_np(f1, f2, 1),
+                               atol=2e-5, rtol=1e-5)
+
+
 def test_custom_op_unavailable_raises_and_auto_falls_back(monkeypatch):
     f1, f2 = _pair(np.random.default_rng(7), (1, 3, 3, 4))
     monkeypatch.setattr(dispatch, "_correlation_status",

@@ -234,7 +234,8 @@ def correlation_fn(implementation):
 
     def apply(f1, f2, max_displacement=7):
         d = corr.check_correlation_args(f1, f2, max_displacement)
-        if is_portable_only():
+        # Symbolic Keras inputs (a functional model built outside a layer) trace keras.ops.
+        if is_portable_only() or any(isinstance(f, keras.KerasTensor) for f in (f1, f2)):
             return corr.correlation_portable(f1, f2, d)
         if implementation == "custom_op":
             if in_xla_context():
