@@ -154,15 +154,21 @@ def block_kind_for(spec, depth, block=None):
     return kind
 
 
-def head_for(spec, pooling):
+def head_for(spec, pooling, frames):
     """The "head" module replacing average pooling (the kind's own, e.g. "tcp", or the TCP
-    head for pooling="tcp"), or None; refuses a pooling the head contradicts."""
+    head for pooling="tcp"), or None; refuses a pooling the head contradicts, and (before
+    anything is built) a frame count the TCP head cannot take."""
+    head = None
     if "head" in spec.placements:
         if pooling not in (None, "tcp"):
             raise ValueError(f"temporal={spec.name!r} pools with its own head; pooling must "
                              f"be None. Received: pooling={pooling!r}")
-        return spec
-    return temporal_modules.TCP_HEAD if pooling == "tcp" else None
+        head = spec
+    elif pooling == "tcp":
+        head = temporal_modules.TCP_HEAD
+    if head is not None and head.build is temporal_modules.TCP_HEAD.build:
+        temporal_modules.tcp_layers.check_frames(frames)
+    return head
 
 
 def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights=None,
@@ -240,7 +246,7 @@ def TemporalResNet(temporal="tin", depth=50, frames=8, include_top=True, weights
     frames, classes = check_video_args(temporal, frames, include_top, pooling, classes,
                                        input_shape, normalization,
                                        kinds=temporal_modules.names(), poolings=POOLINGS)
-    head_spec = head_for(spec, pooling)
+    head_spec = head_for(spec, pooling, frames)
     if depth not in DEPTHS:
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}. Received: depth={depth!r}")
     base_filters = positive_int(base_filters, "base_filters")
