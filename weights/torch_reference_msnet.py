@@ -185,11 +185,22 @@ class MSResNet(nn.Module):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
 
+    def reduced(self, x):
+        """The channel-reduced res3 features (N*T, 64, H, W) the MS module matches."""
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        return self.chnl_reduction(self.layer2(self.layer1(x)))
+
     def maps(self, x):
         """The (N*(T-1), 3, H, W) flow/confidence maps of the MS module."""
-        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-        x = self.layer2(self.layer1(x))
-        return flow_maps(self.chnl_reduction(x), self.frames)
+        return flow_maps(self.reduced(x), self.frames)
+
+    def correlation_volume(self, x):
+        """The ReLU'd (N*(T-1), 225, H, W) correlation of consecutive frames."""
+        r = self.reduced(x)
+        nt, c, h, w = r.shape
+        v = r.view(nt // self.frames, self.frames, c, h, w)
+        return F.relu(correlation(l2norm(v[:, :-1].reshape(-1, c, h, w)),
+                                  l2norm(v[:, 1:].reshape(-1, c, h, w))))
 
     def features(self, x):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
@@ -237,6 +248,9 @@ class Release(nn.Module):
 
     def maps(self, x):
         return self.module.base_model.maps(x)
+
+    def correlation_volume(self, x):
+        return self.module.base_model.correlation_volume(x)
 
 
 def torchvision_state_dict(model):
