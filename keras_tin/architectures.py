@@ -39,6 +39,7 @@ STANDALONE = {
 DEFAULT_SAMPLING = {
     "r2plus1d_18": "dense", "r3d_18": "dense", "mc3_18": "dense", "r2plus1d_34": "dense",
     "r2plus1d_34_vmz": "dense",
+    "r2plus1d_r50": "dense", "p3d63": "dense", "p3d131": "dense", "p3d199": "dense",
 }
 
 

@@ -109,6 +109,9 @@ def test_manifest_record():
     record = registry.get_record(RECORD)
     assert record["architecture"] == "r2plus1d_r50"
     assert architectures.parse("r2plus1d_r50").standalone
+    from keras_tin.training import TrainConfig  # dense clips of consecutive frames, as trained
+    assert {TrainConfig(arch=a).sampling for a in ("r2plus1d_r50", "p3d63", "p3d199")} == {
+        "dense"}
     assert record["url"].endswith("/pytorchvideo/model_zoo/kinetics/R2PLUS1D_16x4_R50.pyth")
     assert (record["top1"], record["top5"], record["frames"], record["classes"]) == (
         76.01, 92.23, 16, 400)
