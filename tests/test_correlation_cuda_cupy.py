@@ -14,7 +14,7 @@ KERNEL_DIR = os.path.join(os.path.dirname(__file__), "..", "keras_tin", "ops", "
 
 # Kernels with the launch pattern of correlation_op_gpu.cu.cc (grid-stride loops, one
 # thread per element), float32 and half storage. Also compiled by nvcc in
-# test_correlation_op.py::test_cupy_translation_unit_compiles_with_nvcc.
+# test_correlation_op.py::test_cuda_sources_compile_with_nvcc.
 SOURCE = r"""
 #include <cuda_fp16.h>
 #include "correlation.h"

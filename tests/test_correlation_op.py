@@ -350,28 +350,25 @@ def test_portable_path_on_other_backends(backend, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="no CUDA compiler on this machine")
-def test_cuda_correlation_source_compiles_with_nvcc(tmp_path):
-    """Compile-only check of the CUDA kernels (no GPU needed to compile, none to run)."""
-    out = tmp_path / "correlation_gpu.o"
-    proc = subprocess.run(
-        ["nvcc", "-c", "-O3", "-std=c++17", "-x", "cu", "-Xcompiler", "-fPIC",
-         f"-I{KERNEL_DIR}", os.path.join(KERNEL_DIR, "correlation_op_gpu.cu.cc"),
-         "-o", str(out)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert out.stat().st_size > 0
-
-
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="no CUDA compiler on this machine")
-def test_cupy_translation_unit_compiles_with_nvcc(tmp_path):
-    """The kernels tests/test_correlation_cuda_cupy.py hands to NVRTC, compiled by nvcc
-    (compile only: they run where a GPU is)."""
+def test_cuda_sources_compile_with_nvcc(tmp_path):
+    """Compile-only check (no GPU needed to compile, none here to run) of the CUDA kernels
+    correlation_op_gpu.cu.cc and of the kernels tests/test_correlation_cuda_cupy.py hands
+    to NVRTC, as one translation unit (one nvcc run)."""
     from test_correlation_cuda_cupy import SOURCE
 
-    source = tmp_path / "correlation_cupy.cu"
-    source.write_text(SOURCE)
-    proc = subprocess.run(["nvcc", "-c", "-std=c++17", f"-I{KERNEL_DIR}", str(source), "-o",
-                           str(tmp_path / "correlation_cupy.o")], capture_output=True, text=True)
+    source = tmp_path / "correlation_all.cu"
+    source.write_text('#include "correlation_op_gpu.cu.cc"\n' + SOURCE)
+    out = tmp_path / "correlation_all.o"
+    proc = subprocess.run(["nvcc", "-c", "-O3", "-std=c++17", "-Xcompiler", "-fPIC",
+                           f"-I{KERNEL_DIR}", str(source), "-o", str(out)],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.stat().st_size > 0
+    # Both the TF launchers and the CuPy test kernels are in the object.
+    symbols = subprocess.run(["nm", "-C", str(out)], capture_output=True, text=True).stdout \
+        if shutil.which("nm") else ""
+    if symbols:
+        assert "kt_corr::gpu::Forward<float>" in symbols and "grad" in symbols
 
 
 HOST_HARNESS = r"""
