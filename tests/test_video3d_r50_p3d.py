@@ -155,6 +155,20 @@ def test_checkpoints_of_the_other_family_are_refused(tmp_path):
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, r50.weights))
 
 
+def test_seed_makes_builds_identical_and_layers_differ():
+    def build(seed):
+        return R2Plus1DResNet(50, frames=4, input_shape=(4, 32, 32, 3), base_filters=WIDTH,
+                              classes=3, seed=seed)
+
+    first, second = build(3), build(3)
+    for a, b in zip(first.weights, second.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    kernel = first.get_layer("res2_1_conv_a").kernel.numpy()  # same shape, another seed
+    assert not np.array_equal(kernel, first.get_layer("res2_2_conv_a").kernel.numpy())
+    with pytest.raises(ValueError, match="seed='3'"):
+        build("3")
+
+
 def test_bad_arguments_are_refused_with_the_value():
     with pytest.raises(ValueError, match="depth=34"):
         R2Plus1DResNet(34)
