@@ -146,7 +146,8 @@ def build_dataset(info, frames=8, training=None, batch_size=8, image_size=224, s
         from keras_tin.data import service as service_lib
 
         ds = service_lib.service_elements(loader, info, service, shuffle=shuffle, seed=seed,
-                                          deterministic=deterministic, label_of=label_of)
+                                          deterministic=deterministic, label_of=label_of,
+                                          worker_batch=batch_size)
     else:
         ds = tf.data.Dataset.range(n)
         if shuffle:

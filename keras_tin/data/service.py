@@ -153,8 +153,10 @@ class ServiceLedger:
 
 
 def service_elements(loader, info, service, shuffle=False, seed=None, deterministic=False,
-                     label_of=None, job_name=None):
-    """``(clips, label, ok)`` elements decoded on the service (see the module docstring)."""
+                     label_of=None, job_name=None, worker_batch=8):
+    """``(clips, label, ok)`` elements decoded on the service (see the module docstring).
+    Workers send ``worker_batch`` videos per message (one gRPC round trip per video costs
+    more than decoding a small clip); the client unbatches, records, filters, rebatches."""
     check_address(service)
     token = token_of(loader)
     func = _element_fn(loader)
@@ -173,10 +175,13 @@ def service_elements(loader, info, service, shuffle=False, seed=None, determinis
         report.set_shape(())
         return index, clips, ok, report
 
-    ds = tf.data.Dataset.range(n).map(remote)
+    ds = tf.data.Dataset.range(n).map(remote, num_parallel_calls=tf.data.AUTOTUNE,
+                                      deterministic=bool(deterministic))
+    ds = ds.batch(worker_batch).prefetch(2)
     ds = ds.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
         service=service, job_name=job_name))
+    ds = ds.unbatch()
     ledger = ServiceLedger(info.samples)
     info.service_ledger = ledger
     errors = info.errors
