@@ -144,7 +144,8 @@ def trained(tmp_path_factory):
                            alpha=0.35, dropout_rate=0.0)
     rng = np.random.default_rng(4)
     clips = _clips(rng, (4, 4, 32, 32, 3))
-    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy",
+                  jit_compile=False)  # XLA compiling the step would take longer than it
     before = model.get_layer("block2_expand").get_weights()[0].copy()
     model.fit(clips, np.array([0, 1, 2, 3]), epochs=1, batch_size=4, verbose=0)
     assert np.abs(model.get_layer("block2_expand").get_weights()[0] - before).max() > 0
@@ -163,7 +164,7 @@ def test_trained_online_model_unrolls(trained):
     np.testing.assert_allclose(got, offline_frame_logits(model, clips)[0], atol=1e-5)
 
 
-def test_tflite_step_model_float_and_int8(trained):
+def test_tflite_step_model_float_and_int8(trained, tmp_path, capsys):
     from keras_tin.export.litert import op_names
     from keras_tin.streaming.tflite import TFLiteStepModel
     from keras_tin.streaming.tflite import convert_step_tflite
@@ -172,7 +173,9 @@ def test_tflite_step_model_float_and_int8(trained):
     rng = np.random.default_rng(5)
     clip = _clips(rng, (4, 32, 32, 3))
     want, _ = run_clip(step_model, clip)
-    runner = TFLiteStepModel(convert_step_tflite(step_model))
+    float_file = tmp_path / "step.tflite"
+    float_file.write_bytes(convert_step_tflite(step_model))
+    runner = TFLiteStepModel(str(float_file))
     assert all(len(s) <= 4 for s in runner.state_shapes.values())
     assert runner.state_names[0] == "state_block2" and runner.frame_shape == (1, 32, 32, 3)
     got = np.stack([runner.step(frame) for frame in clip])
@@ -186,6 +189,13 @@ def test_tflite_step_model_float_and_int8(trained):
     out = np.stack([quantized.step(frame) for frame in clip])
     assert out.shape == want.shape and np.isfinite(out).all()
     assert np.abs(out - want).max() < 0.5 * np.abs(want).max() + 1e-3
+    # keras-tin stream runs the exported step file too
+    from keras_tin.cli import main
+    video = _write_video(str(tmp_path / "clip.avi"), frames=3)
+    assert main(["stream", video, "--weights", str(float_file), "--labels",
+                 trained[1].replace("online.keras", "labels.txt")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert sum(line.startswith("frame ") and "class_" in line for line in lines) == 3
 
 
 def test_mit_demo_smoothing():
@@ -204,18 +214,25 @@ def test_mit_demo_smoothing():
     assert outs == [2, 16, 16, 16]
 
 
+def _write_video(path, frames=6):
+    """A real encoded video (MJPEG in AVI), 48 x 40 random frames."""
+    import cv2
+
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (48, 40))
+    assert writer.isOpened()
+    rng = np.random.default_rng(6)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
 def test_stream_cli_on_encoded_video(tmp_path, trained, capsys):
     import cv2
 
     from keras_tin.cli import main
 
-    video = str(tmp_path / "clip.avi")
-    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (48, 40))
-    assert writer.isOpened()
-    rng = np.random.default_rng(6)
-    for _ in range(6):
-        writer.write(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
-    writer.release()
+    video = _write_video(str(tmp_path / "clip.avi"))
     model, model_path = trained
     out_video = str(tmp_path / "out.mp4")
     code = main(["stream", video, "--weights", model_path, "--top-k", "2", "--output",

@@ -215,9 +215,12 @@ class StreamingModel:
             raise ValueError(f"frame must have shape {expected} (or with a leading batch of 1). "
                              f"Received: shape={frame.shape}")
         if self._fn is None:
-            import tensorflow as tf
+            if keras.backend.backend() == "tensorflow":  # one traced graph per stream
+                import tensorflow as tf
 
-            self._fn = tf.function(lambda *a: self.step_model(list(a), training=False))
-        outputs = [np.asarray(o) for o in self._fn(frame, *self.state)]
+                self._fn = tf.function(lambda *a: self.step_model(list(a), training=False))
+            else:
+                self._fn = lambda *a: self.step_model(list(a), training=False)
+        outputs = [ops.convert_to_numpy(o) for o in self._fn(frame, *self.state)]
         self.state = outputs[1:]
         return outputs[0][0]
