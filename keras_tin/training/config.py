@@ -222,6 +222,8 @@ HELP = {
                 "cluster from TF_CONFIG), tpu, data_parallel (JAX: KERAS_BACKEND=jax)",
     "data_service": "grpc://HOST:PORT of a tf.data service dispatcher (keras-tin "
                     "data-service): training videos are decoded on its workers",
+    "deterministic": "decode and batch videos in a fixed order (with --seed: reproducible "
+                     "runs; slower)",
     "devices": "with --strategy data_parallel: use the first N JAX devices",
     "online": "online TSM: the causal (uni-directional) shift, so the trained model runs "
               "frame by frame (keras_tin.streaming, keras-tin stream); needs --arch "
