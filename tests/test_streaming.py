@@ -121,6 +121,12 @@ def test_online_checkpoint_matches_torch_reference(tmp_path):
     got, _ = run_clip(step_model, clip)
     np.testing.assert_allclose(got, want, atol=1e-4)
     np.testing.assert_allclose(offline_frame_logits(model, clip[None])[0], want, atol=1e-4)
+    from keras_tin.cli import main
+    out = str(tmp_path / "online.weights.h5")
+    assert main(["convert", path, out, "--arch", "tsm_mobilenetv2", "--layout", "online",
+                 "--frames", "4"]) == 0
+    model.load_weights(out)
+    np.testing.assert_allclose(run_clip(build_step_model(model), clip)[0], want, atol=1e-4)
     state = {k: v.numpy() for k, v in net.state_dict().items()}
     offline = TSMMobileNetV2(frames=4, input_shape=(4, 64, 64, 3), classes=27)
     with pytest.raises(ValueError, match="online"):

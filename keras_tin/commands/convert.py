@@ -13,7 +13,8 @@ def add_arguments(parser):
                         help="classifier size (default: the checkpoint's)")
     parser.add_argument("--layout", default=None,
                         help="key layout (default: detected from the keys; TIN/TSM/TSN: "
-                             "openmmlab, authors or torchvision)")
+                             "openmmlab, authors or torchvision; online: MIT's online demo "
+                             "checkpoint, with --arch tsm_mobilenetv2, builds the online model)")
     parser.add_argument("--non-local", choices=("embedded_gaussian", "dot_product", "gaussian"),
                         default=None, help="non-local mode of a non-local TSM checkpoint")
     parser.add_argument("--use-torch", action="store_true",

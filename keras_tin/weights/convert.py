@@ -234,7 +234,8 @@ def load_torch_checkpoint(model, path, layout=None, use_torch=False, verbose=Tru
 # OpenMMLab (cls_head.fc_cls), TAdaConv (head.out), MobileNetV2 (classifier.1), the TCPNet
 # repository's older spelling of new_fc (base_model.classifier), pytorchvideo (blocks.N.proj).
 HEAD_KEYS = re.compile(r"(^|\.)(fc|new_fc|fc_cls|head\.out|classifier\.1|base_model\.classifier"
-                       r"|blocks\.\d+\.proj)\.weight$")
+                       r"|blocks\.\d+\.proj)\.weight$"
+                       r"|^classifier\.weight$")  # MIT online demo (layout "online")
 
 
 def head_classes(state_dict, layout=None):
@@ -287,6 +288,8 @@ def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=N
     if classes is None:
         classes = head_classes(state_dict, layout)
     kwargs = {"non_local": non_local} if non_local else {}
+    if layout == "online":  # MIT's online demo checkpoint: TSMMobileNetV2(online=True)
+        kwargs["online"] = True
     model = build_model(arch, frames=frames, include_top=classes is not None,
                         classes=classes or 1, normalization=normalization, **kwargs)
     assign_state_dict(model, state_dict, layout, verbose)
