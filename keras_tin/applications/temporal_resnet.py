@@ -1,4 +1,4 @@
-"""One builder for temporal ResNets: TIN, TSM and TSN on ResNet-18/34/50/101.
+"""One builder for temporal ResNets: TIN, TSM, TSN, ... on ResNet-18/34/50/101/152.
 
 PyTorch-style ResNet (torchvision v1.5: stride on the 3x3 conv, bias-free convs,
 BatchNorm eps 1e-5), so the published PyTorch checkpoints convert exactly. The
