@@ -22,7 +22,8 @@ temporal_conv(alpha*x) + short_conv(x) * gate(alpha*x), alpha = sigmoid(conv(rel
 GAP(x)))))), the gate's position embedding F.interpolate-d (bilinear, align_corners=True)
 only when the map is not P x P; head: average pool, fc (dropout is off in eval).
 
-Input: normalised clips (N, 3, T, H, W). `base_filters` narrows the network for tests.
+Input: normalised clips (N, 3, T, H, W). `base_filters` narrows the network and
+`stage_blocks` shortens it for tests.
 """
 
 import torch
@@ -104,13 +105,13 @@ class Bottleneck(nn.Module):
 
 
 class Net(nn.Module):
-    def __init__(self, frames, base_filters, pos_dim):
+    def __init__(self, frames, base_filters, pos_dim, stage_blocks=STAGE_BLOCKS):
         super().__init__()
         self.conv1 = nn.Conv2d(3 * frames, base_filters, 5, 2, 2, bias=False)
         self.bn1 = nn.BatchNorm2d(base_filters)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = base_filters
-        for stage, blocks in enumerate(STAGE_BLOCKS):
+        for stage, blocks in enumerate(stage_blocks):
             planes = base_filters * 2 ** stage
             layer = []
             for b in range(blocks):
@@ -132,9 +133,9 @@ class Net(nn.Module):
 class Backbone(nn.Module):
     """The mmaction2 `SqueezeTime` backbone module: the network under `net`."""
 
-    def __init__(self, frames, base_filters, pos_dim):
+    def __init__(self, frames, base_filters, pos_dim, stage_blocks=STAGE_BLOCKS):
         super().__init__()
-        self.net = Net(frames, base_filters, pos_dim)
+        self.net = Net(frames, base_filters, pos_dim, stage_blocks)
 
     def forward(self, x):
         return self.net(x)
@@ -152,9 +153,10 @@ class Head(nn.Module):
 class Recognizer(nn.Module):
     """SqueezeTime + I2DHead (mmaction2 Recognizer3D): logits of (N, 3, T, H, W) clips."""
 
-    def __init__(self, frames=16, classes=400, base_filters=64, pos_dim=POS_DIM):
+    def __init__(self, frames=16, classes=400, base_filters=64, pos_dim=POS_DIM,
+                 stage_blocks=STAGE_BLOCKS):
         super().__init__()
-        self.backbone = Backbone(frames, base_filters, tuple(pos_dim))
+        self.backbone = Backbone(frames, base_filters, tuple(pos_dim), tuple(stage_blocks))
         self.cls_head = Head(self.backbone.net.out_channels, classes)
 
     def forward(self, x):

@@ -155,7 +155,7 @@ def _check_record_frames(weights, frames):
 def SqueezeTime(frames=RELEASED_FRAMES, include_top=True, weights=None, input_tensor=None,
                 input_shape=None, pooling=None, classes=400, classifier_activation="softmax",
                 dropout_rate=0.5, normalization="auto", pos_dim=POS_DIM, base_filters=64,
-                name=None, seed=None):
+                stage_blocks=STAGE_BLOCKS, name=None, seed=None):
     """Builds SqueezeTime (the publisher's depth-50 network).
 
     Args:
@@ -183,6 +183,10 @@ def SqueezeTime(frames=RELEASED_FRAMES, include_top=True, weights=None, input_te
         base_filters: width of the stem and stage 1 (64 in the publisher's network;
             smaller values build narrow networks for tests). The stages are
             base_filters x (1, 2, 4, 8), expanded 4x.
+        stage_blocks: bottlenecks per stage: (3, 4, 6, 3), the publisher's depth 50 (every
+            released model; its generate_model also defines depth 101 (3, 4, 23, 3), 152
+            (3, 8, 36, 3) and 200 (3, 24, 36, 3)). Fewer blocks build small networks for
+            tests.
         name: model name (default "squeezetime").
         seed: seed of the initializers (None: unseeded).
 
@@ -194,6 +198,13 @@ def SqueezeTime(frames=RELEASED_FRAMES, include_top=True, weights=None, input_te
                                        input_shape, normalization, kinds=("squeezetime",))
     pos_dim = _check_pos_dim(pos_dim)
     base_filters = positive_int(base_filters, "base_filters")
+    try:
+        stage_blocks = tuple(positive_int(b, "stage_blocks") for b in stage_blocks)
+    except TypeError:
+        stage_blocks = ()
+    if len(stage_blocks) != 4:
+        raise ValueError(f"stage_blocks must be 4 positive integers (the publisher's depth "
+                         f"50: {STAGE_BLOCKS}). Received: stage_blocks={stage_blocks!r}")
     shape = (frames, 224, 224, 3) if input_shape is None else (frames,) + tuple(input_shape)[-3:]
     if input_tensor is None and (shape[1] is None or shape[2] is None):
         raise ValueError(f"SqueezeTime needs a fixed height and width (its position "
@@ -210,7 +221,7 @@ def SqueezeTime(frames=RELEASED_FRAMES, include_top=True, weights=None, input_te
     # Max-pool padding 1: zeros equal PyTorch's -inf padding after the ReLU.
     x = keras.layers.ZeroPadding2D(1, name="maxpool_pad")(x)
     x = keras.layers.MaxPooling2D(3, 2, padding="valid", name="maxpool")(x)
-    for stage, (blocks, stride) in enumerate(zip(STAGE_BLOCKS, STAGE_STRIDES)):
+    for stage, (blocks, stride) in enumerate(zip(stage_blocks, STAGE_STRIDES)):
         planes = base_filters * 2 ** stage
         for b in range(blocks):
             x = bottleneck(x, planes, stride if b == 0 else 1, pos_dim[stage],

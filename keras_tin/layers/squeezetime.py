@@ -21,6 +21,7 @@ from keras import ops
 from keras_tin.layers.temporal_interlace import positive_int
 
 
+@keras.saving.register_keras_serializable(package="keras_tin")
 class TimeIntoChannels(keras.layers.Layer):
     """(batch * frames, H, W, C) -> (batch, H, W, C * frames), channel c * frames + t.
 
@@ -53,20 +54,23 @@ class TimeIntoChannels(keras.layers.Layer):
 def align_corners_matrix(size, source):
     """(size, source) matrix of 1-D linear interpolation with align_corners=True:
     output i samples the input at i * (source - 1) / (size - 1) (PyTorch's
-    F.interpolate(..., mode="bilinear", align_corners=True); index 0 when size is 1)."""
+    F.interpolate(..., mode="bilinear", align_corners=True); index 0 when size is 1).
+    The coordinates are computed in float32 as PyTorch's CPU kernel computes them
+    (scale, then scale * i, then the fraction), so the weights are PyTorch's to the bit."""
     size, source = int(size), int(source)
-    matrix = np.zeros((size, source), np.float64)
-    scale = (source - 1) / (size - 1) if size > 1 else 0.0
+    matrix = np.zeros((size, source), np.float32)
+    scale = np.float32((source - 1) / (size - 1)) if size > 1 else np.float32(0.0)
     for i in range(size):
-        position = i * scale
+        position = np.float32(scale * np.float32(i))
         low = min(int(np.floor(position)), source - 1)
         high = min(low + 1, source - 1)
-        frac = position - low
-        matrix[i, low] += 1.0 - frac
+        frac = np.float32(min(max(position - np.float32(low), 0.0), 1.0))
+        matrix[i, low] += np.float32(1.0) - frac
         matrix[i, high] += frac
-    return matrix.astype(np.float32)
+    return matrix
 
 
+@keras.saving.register_keras_serializable(package="keras_tin")
 class PositionEmbedding2D(keras.layers.Layer):
     """x + E, E a learned (pos_dim, pos_dim, C) map ("pos_embed").
 
@@ -122,6 +126,7 @@ class PositionEmbedding2D(keras.layers.Layer):
         return {**super().get_config(), "pos_dim": self.pos_dim, "seed": self.seed}
 
 
+@keras.saving.register_keras_serializable(package="keras_tin")
 class ChannelTimeGate(keras.layers.Layer):
     """[x, g] -> x * g: g has x's shape, or (batch, 1, 1, C) broadcast over space.
 
