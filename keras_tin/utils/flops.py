@@ -8,7 +8,9 @@ we evaluate it.
 
 Networks that stack a clip's frames along the channels (SqueezeTime: a layer with
 `folds_time_into_channels = True` after FoldFrames) compute once per clip from there on:
-their layers are counted once, not once per frame.
+their layers are counted once, not once per frame. So are networks with Conv3D layers
+(the 3D / (2+1)D CNNs of keras_tin.applications.video3d), whose layers see whole clips: a
+Conv3D counts its output positions over time and space.
 """
 
 import math
@@ -48,6 +50,10 @@ def _layer_macs(layer):
         if isinstance(layer.temporal_module, TemporalInterlace):
             macs += _tin_macs(layer.temporal_module, in_shape)
         return macs
+    if isinstance(layer, keras.layers.Conv3D):
+        kt, kh, kw = layer.kernel_size
+        cin = layer.input.shape[-1] // layer.groups
+        return math.prod(layer.output.shape[1:4]) * kt * kh * kw * cin * layer.filters
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         kh, kw = layer.kernel_size
         return _hw(layer.output.shape) * kh * kw * layer.output.shape[-1]
@@ -74,13 +80,16 @@ def flops(model):
     frames = folds[0].frames
     if any(getattr(layer, "folds_time_into_channels", False) for layer in layers):
         frames = 1  # one image of 3*T channels per clip after the fold
+    if any(isinstance(layer, keras.layers.Conv3D) for layer in layers):
+        frames = 1  # a 3D CNN: its layers see whole clips (B, T, H, W, C)
     shape = model.inputs[0].shape
     if any(d is None for d in shape[1:]):
         raise ValueError(f"flops() needs a fixed input size. Received: input shape={shape}")
     per_frame = 0
     for layer in layers:
         if isinstance(layer, TemporalConv2D) or layer.__class__ in (
-                keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense) or (
+                keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
+                keras.layers.Conv3D) or (
                 callable(getattr(layer, "macs_per_frame", None))):
             per_frame += _layer_macs(layer)
     return int(round(per_frame * frames))
