@@ -10,7 +10,6 @@ and what a killed worker means.
 """
 
 import signal
-import sys
 import time
 
 
@@ -46,7 +45,3 @@ def run(args):
         pass
     server.stop()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(0)
