@@ -179,8 +179,15 @@ def test_tflite_step_model_float_and_int8(trained, tmp_path, capsys):
     rng = np.random.default_rng(5)
     clip = _clips(rng, (4, 32, 32, 3))
     want, _ = run_clip(step_model, clip)
+    # keras-tin stream --export-tflite writes the float step file, then streams with it
+    from keras_tin.cli import main
+    video = _write_video(str(tmp_path / "clip.avi"), frames=3)
     float_file = tmp_path / "step.tflite"
-    float_file.write_bytes(convert_step_tflite(step_model))
+    assert main(["stream", video, "--weights", trained[1], "--export-tflite",
+                 str(float_file)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"Wrote {float_file} (float32 step model")
+    assert sum(line.startswith("frame ") and "class_" in line for line in lines) == 3
     runner = TFLiteStepModel(str(float_file))
     assert all(len(s) <= 4 for s in runner.state_shapes.values())
     assert runner.state_names[0] == "state_block2" and runner.frame_shape == (1, 32, 32, 3)
@@ -195,13 +202,6 @@ def test_tflite_step_model_float_and_int8(trained, tmp_path, capsys):
     out = np.stack([quantized.step(frame) for frame in clip])
     assert out.shape == want.shape and np.isfinite(out).all()
     assert np.abs(out - want).max() < 0.5 * np.abs(want).max() + 1e-3
-    # keras-tin stream runs the exported step file too
-    from keras_tin.cli import main
-    video = _write_video(str(tmp_path / "clip.avi"), frames=3)
-    assert main(["stream", video, "--weights", str(float_file), "--labels",
-                 trained[1].replace("online.keras", "labels.txt")]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert sum(line.startswith("frame ") and "class_" in line for line in lines) == 3
 
 
 def test_mit_demo_smoothing():

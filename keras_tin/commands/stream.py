@@ -40,6 +40,14 @@ def add_arguments(parser):
                         help="stop after this many frames read")
     parser.add_argument("--output", default=None, help="write an annotated video (.mp4)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--export-tflite", default=None, metavar="PATH",
+                        help="first write the step model of the --weights .keras model as a "
+                             "TFLite file (state as <= 4-D inputs/outputs, batch 1), then "
+                             "stream with that file")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="with --export-tflite: int8 calibrated on the first "
+                             "--calibration-frames frames of the source, stepped in order")
+    parser.add_argument("--calibration-frames", type=int, default=32)
 
 
 class _Runner:
@@ -126,6 +134,33 @@ def _draw(frame, lines):
     return frame
 
 
+def _export(args):
+    """--export-tflite: the step model of --weights, written as TFLite."""
+    from keras_tin.streaming.tflite import export_step_tflite
+
+    if str(args.weights).endswith(".tflite"):
+        raise ValueError("--export-tflite needs a Keras model or pretrained name as --weights, "
+                         f"not a .tflite file. Received: {args.weights!r}")
+    step_model = _Runner(args.weights, args.allow_unverified).model.step_model
+    calibration = None
+    if args.quantize == "int8":
+        size = tuple(int(v) for v in step_model.inputs[0].shape[1:3])
+        capture = open_source(args.source)
+        calibration = []
+        while len(calibration) < args.calibration_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            calibration.append(preprocess(frame, size))
+        capture.release()
+        if not calibration:
+            raise ValueError(f"no frame to calibrate on could be read from {args.source!r}")
+    nbytes = export_step_tflite(step_model, args.export_tflite,
+                                None if args.quantize == "none" else "int8", calibration)
+    print(f"Wrote {args.export_tflite} ({args.quantize if args.quantize != 'none' else 'float32'}"
+          f" step model, {nbytes / 1e6:.2f} MB)", flush=True)
+
+
 def run(args):
     import cv2
     import numpy as np
@@ -138,7 +173,14 @@ def run(args):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1. "
                              f"Received: {getattr(args, name)}")
-    runner = _Runner(args.weights, args.allow_unverified)
+    if args.export_tflite:
+        _export(args)
+        weights = args.export_tflite
+    else:
+        if args.quantize != "none":
+            raise ValueError("--quantize applies to --export-tflite only.")
+        weights = args.weights
+    runner = _Runner(weights, args.allow_unverified)
     capture = open_source(args.source)
     first_logits = None
     names = None
@@ -159,9 +201,12 @@ def run(args):
                 processed += 1
                 if first_logits is None:
                     first_logits = logits
-                    labels_from = None if runner.pretrained else args.weights
+                    from keras_tin.weights import registry
+                    pretrained = (args.weights if registry.is_pretrained_name(args.weights)
+                                  else None)
+                    labels_from = None if pretrained else args.weights
                     names = find_labels(labels_from, args.labels, logits.shape[-1],
-                                        pretrained=runner.pretrained)
+                                        pretrained=pretrained)
                     if smoother is not None and logits.shape[-1] != 27:
                         raise ValueError("--smoothing mit is the online demo's rule for the 27 "
                                          f"Jester classes; the model has {logits.shape[-1]}.")
