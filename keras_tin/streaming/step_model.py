@@ -142,8 +142,9 @@ def build_step_model(model, input_size=None, batch_size=1, name=None):
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     logits = _clone(model.get_layer("fc"), x)
     logits = keras.layers.Identity(name="logits", dtype="float32")(logits)
-    outputs = [logits] + [keras.layers.Identity(name=NEW_STATE_PREFIX + s.name[len(STATE_PREFIX):])(n)
-                          for s, n in zip(states, new_states)]
+    outputs = [logits] + [
+        keras.layers.Identity(name=NEW_STATE_PREFIX + s.name[len(STATE_PREFIX):])(n)
+        for s, n in zip(states, new_states)]
     return keras.Model([frame] + states, outputs, name=name or f"{model.name}_step")
 
 

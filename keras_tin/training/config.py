@@ -59,7 +59,7 @@ class TrainConfig:
     dropout: float = 0.5
     partial_bn: object = "auto"     # True/False, or "auto": True only when `weights` is given
     implementation: str = "auto"
-    online: bool = False            # online TSM (causal shift, keras_tin.streaming): tsm_mobilenetv2
+    online: bool = False            # online TSM (causal shift; keras_tin.streaming)
     multilabel: bool = None         # default: True for "mmit" (sigmoid + binary cross-entropy)
     # optimisation
     epochs: int = 25

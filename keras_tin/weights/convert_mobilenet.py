@@ -84,9 +84,10 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
     canonical, layout, temporal, shifted = layouts_mobilenet.canonicalize(state_dict, layout)
     kind = "tsm_online" if online else model_temporal(model)
     if temporal is not None and (temporal == "tsm_online") != online:
+        which = "an online" if temporal == "tsm_online" else "an offline"
         raise ValueError(
-            f"The checkpoint ({layout} layout) is {'an online' if temporal == 'tsm_online' else 'an offline'}"
-            f" MobileNetV2 but model '{model.name}' is {'online' if online else 'offline'}; "
+            f"The checkpoint ({layout} layout) is {which} MobileNetV2 but model "
+            f"'{model.name}' is {'online' if online else 'offline'}; "
             "the online demo's checkpoint needs TSMMobileNetV2(online=True) and offline "
             "checkpoints need online=False. Nothing was loaded.")
     if temporal is not None and temporal != kind:
