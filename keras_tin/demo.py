@@ -44,7 +44,7 @@ def demo_depth(temporal, depth):
     return depth if not depths or depth in depths else min(depths)
 
 
-DISPLAY_NAMES = {"tada2d": "TAda2D"}
+DISPLAY_NAMES = {"tada2d": "TAda2D", "msnet": "MSNet"}
 
 
 def display_name(temporal):
@@ -100,6 +100,16 @@ def run_demo(frames=8, depth=18, size=32, epochs=4, num_train=1200, num_val=400,
             plot_interlace_stats(stats, path, title=f"TIN-ResNet-{depth} on synthetic motion: "
                                                     "offsets and weights per layer")
             results["tin"]["plot"] = path
+        if temporal == "msnet":  # MotionSqueeze's flow and confidence on one clip
+            from keras_tin.utils.motion_maps import motion_maps
+            from keras_tin.utils.motion_maps import plot_motion_maps
+
+            path = os.path.join(output_dir, "msnet_motion_maps.png")
+            label = synthetic_motion.CLASS_NAMES[int(y_val[0])]
+            plot_motion_maps(x_val[0], motion_maps(model, x_val[0]), path,
+                             title=f"MSNet on a validation clip ({label}): flow and "
+                                   "confidence per frame pair")
+            results["msnet"]["plot"] = path
     table = format_table(results)
     say("\n" + table)
     with open(os.path.join(output_dir, "results.json"), "w") as f:
@@ -108,6 +118,8 @@ def run_demo(frames=8, depth=18, size=32, epochs=4, num_train=1200, num_val=400,
         f.write(table + "\n")
     if "plot" in results.get("tin", {}):
         say(f"TIN's learned offsets and weights: {results['tin']['plot']}")
+    if "plot" in results.get("msnet", {}):
+        say(f"MSNet's flow and confidence maps: {results['msnet']['plot']}")
     return results
 
 

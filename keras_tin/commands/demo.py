@@ -13,10 +13,11 @@ def add_arguments(parser):
     parser.add_argument("--num-train", type=int, default=1200, help="training clips")
     parser.add_argument("--num-val", type=int, default=400, help="validation clips")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--models", default="tin,tsm,tsn",
-                        help="comma-separated temporal modules (default tin,tsm,tsn; also "
-                             "tada2d, tea, stm: a module defined only for deeper networks, "
-                             "e.g. TEA on Res2Net-50, is built at its smallest depth)")
+    parser.add_argument("--models", default=["tin,tsm,tsn"], nargs="+",
+                        help="temporal modules, comma- or space-separated (default tin,tsm,"
+                             "tsn; also tada2d, tea, stm, msnet: a module defined only for "
+                             "deeper networks, e.g. TEA on Res2Net-50, is built at its "
+                             "smallest depth)")
     parser.add_argument("--output-dir", default="demo_output",
                         help="where results.md/json and the TIN plot go")
     parser.add_argument("--seed", type=int, default=0)
@@ -35,12 +36,13 @@ def run(args):
         return 0
     from keras_tin.applications import temporal_modules
 
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    given = args.models if isinstance(args.models, (list, tuple)) else [args.models]
+    models = tuple(m.strip() for item in given for m in item.split(",") if m.strip())
     known = temporal_modules.names()
     bad = [m for m in models if m not in known]
     if bad or not models:
         raise SystemExit(f"--models must list temporal modules among {', '.join(known)}. "
-                         f"Received: {args.models!r} (unknown: {', '.join(bad) or 'none'})")
+                         f"Received: {' '.join(given)!r} (unknown: {', '.join(bad) or 'none'})")
     from keras_tin.demo import run_demo
     run_demo(frames=args.frames, depth=args.depth, size=args.size, epochs=args.epochs,
              num_train=args.num_train, num_val=args.num_val, batch_size=args.batch_size,
