@@ -243,6 +243,9 @@ def test_refusals_quote_the_problem(reference_r50):
                          classes=CLASSES, base_filters=WIDTH)
     with pytest.raises(ValueError, match="without the TCP head.*tcp_resnet50"):
         assign_state_dict(tsn, state_dict(reference_r50), verbose=False)
+    eight = state_dict(ref.TCPNet(CLASSES, 50, 8, WIDTH))  # temporal kernel 5, not 3
+    with pytest.raises(ValueError, match="trained with 8 .*build it with frames=8"):
+        assign_state_dict(small(), eight, verbose=False)
 
 
 def test_pooling_tcp_on_tsm_and_backbone_initialisation(reference_r50):

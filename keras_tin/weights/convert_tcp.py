@@ -87,6 +87,14 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
                 "default)" if ckpt_preact else
                 "the model is a pre-activation ResNet (block='preact') but the checkpoint's "
                 "backbone is not: build it with block='bottleneck'")
+        conv_1d, kernel = canonical.get("tcp_conv_1d:weight"), variables.get(("tcp_conv_1d",
+                                                                               "kernel"))
+        if conv_1d is not None and kernel is not None and conv_1d.shape[-1] != kernel.shape[0]:
+            k = conv_1d.shape[-1]
+            problems.append(f"the checkpoint's temporal conv has kernel {k} = frames//2 + 1, "
+                            f"so it was trained with {2 * (k - 1)} (or {2 * (k - 1) + 1}) "
+                            f"frames; the model's kernel {kernel.shape[0]} is for other "
+                            f"frames: build it with frames={2 * (k - 1)}")
         what = "TCPNet" if ckpt_is_tcp else "ResNet backbone"
         raise ValueError(f"Cannot load the {what} checkpoint ({layout} layout) into model "
                          f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
