@@ -352,3 +352,24 @@ def test_tflite_float_equals_keras_and_int8_runs(arch, models, tmp_path):
                   representative_dataset=clips(2, spec["frames"], spec["size"], seed=3))
     out = np.concatenate([TFLiteModel(int8)(clip[None]) for clip in x])
     assert out.shape == expected.shape and np.isfinite(out).all() and np.ptp(out) > 0
+
+
+@pytest.mark.parametrize("arch,module,builder", [
+    ("r2plus1d_r50", "keras_tin.applications.video3d.r2plus1d_r50", "R2Plus1DResNet50"),
+    ("p3d63", "keras_tin.applications.video3d.p3d", "P3D63")])
+def test_trainer_builds_the_architecture(arch, module, builder, monkeypatch):
+    """`keras-tin train --arch NAME` builds through the trainer's keyword arguments (the
+    whole CLI run is tested once, on r2plus1d_18, in test_video3d.py)."""
+    import importlib
+
+    from keras_tin.training import TrainConfig
+    from keras_tin.training.trainer import build_model
+
+    target = importlib.import_module(module)
+    full = getattr(target, builder)
+    monkeypatch.setattr(target, builder, lambda **kwargs: full(base_filters=WIDTH, **kwargs))
+    config = TrainConfig(arch=arch, frames=16, image_size=32)
+    model = build_model(config, 3, compile=False)
+    assert model.name == arch and model.output_shape == (None, 3)
+    assert model.input_shape == (None, 16, 32, 32, 3)
+
