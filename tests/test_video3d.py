@@ -91,7 +91,7 @@ TORCHVISION = {"r2plus1d_18": ("r2plus1d_18", R2Plus1D18, 31_505_325),
 
 
 @pytest.mark.parametrize("arch", sorted(TORCHVISION))
-def test_torchvision_parity_and_parameter_count(arch, tmp_path):
+def test_torchvision_parity_and_parameter_count(arch, tmp_path, monkeypatch):
     """Full-size network, 400 classes: the trainable parameters equal torchvision's
     num_params, and torchvision's state dict converted by keras_tin gives its logits on
     4-frame 32-px clips (MC3-18 loads through weights=<.pth>)."""
@@ -115,6 +115,23 @@ def test_torchvision_parity_and_parameter_count(arch, tmp_path):
     x = np.random.default_rng(1).normal(size=(2, FRAMES, SIZE, SIZE, 3)).astype("float32")
     expected = torch_logits(net, x)
     np.testing.assert_allclose(model(x, training=False).numpy(), expected, atol=1e-4, rtol=0)
+    if arch == "mc3_18":  # the manifest record: its layout, and its normalisation in the model
+        from keras_tin.weights import registry
+        monkeypatch.setattr(registry, "download", lambda name, **kwargs: path)
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            named = ours(frames=FRAMES, input_shape=(SIZE, SIZE, 3),
+                         weights="mc3_18_16f_kinetics400_torchvision",
+                         classifier_activation=None)
+        assert [str(w.message) for w in caught if "normalised as" in str(w.message)] == []
+        assert any("trained with 16 frames" in str(w.message) for w in caught)
+        raw = np.random.default_rng(3).uniform(0, 255, x.shape).astype("float32")
+        mean = np.array([0.43216, 0.394666, 0.37645]) * 255
+        std = np.array([0.22803, 0.22145, 0.216989]) * 255
+        normalised = ((raw - mean) / std).astype("float32")
+        np.testing.assert_allclose(named(raw, training=False).numpy(),
+                                   torch_logits(net, normalised), atol=1e-4, rtol=0)
     if arch == "r2plus1d_18":  # one middle width per block: 230 / 460 / 921 in conv2 too
         widths = [model.get_layer(f"layer{s}_0_conv{k}_s").filters
                   for s in (2, 3, 4) for k in (1, 2)]
@@ -151,9 +168,9 @@ def test_r2plus1d_34_variants_match_their_references(variant):
     model = resnet3d.VideoResNet(spec, frames=FRAMES, input_shape=(SIZE, SIZE, 3),
                                  classifier_activation=None, normalization=None)
     assert trainable_count(model) == sum(p.numel() for p in net.parameters())
-    info = convert.assign_state_dict(model, state_dict(net), verbose=False)
-    assert info["layout"] == {"mmaction2": "mmaction2_r2plus1d",
-                              "vmz": "torchvision_video"}[variant]
+    layout = {"mmaction2": "mmaction2_r2plus1d", "vmz": "vmz"}[variant]  # the records'
+    info = convert.assign_state_dict(model, state_dict(net), layout=layout, verbose=False)
+    assert info["layout"] == layout
     x = np.random.default_rng(2).normal(size=(2, FRAMES, SIZE, SIZE, 3)).astype("float32")
     np.testing.assert_allclose(model(x, training=False).numpy(), torch_logits(net, x),
                                atol=1e-4, rtol=0)

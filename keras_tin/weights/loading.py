@@ -17,7 +17,8 @@ from keras_tin.weights import registry
 
 TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar", ".pt.tar", ".pyth")  # .pyth: TAdaConv / pySlowFast
 NORMALIZATION_MEANS = {"imagenet": (123.675, 116.28, 103.53), "inception": (127.5, 127.5, 127.5),
-                       "tadaconv": (114.75, 114.75, 114.75)}
+                       "tadaconv": (114.75, 114.75, 114.75),
+                       "kinetics": (110.2008, 100.63983, 95.99475)}  # torchvision video, VMZ
 
 
 def _model_normalization(model):
