@@ -22,7 +22,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu", "data_parallel")
 # checks they agree): importing those modules here would make `keras-tin train --help` slow.
 DATASETS = ("folder", "hmdb51", "jester", "kinetics400", "kinetics600", "mmit", "something-v1",
             "something-v2", "ucf101")
-TEMPORAL_MODULES = ("tin", "tsm", "tsn", "tada2d", "tea", "stm", "tcp")
+TEMPORAL_MODULES = ("tin", "tsm", "tsn", "tada2d", "tea", "stm", "tcp", "msnet")
 DEPTHS = (18, 34, 50, 101, 152)
 SAMPLINGS = ("segment", "dense")
 DECODERS = ("opencv", "pyav")
