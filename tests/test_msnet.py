@@ -29,6 +29,7 @@ from keras_tin.applications import TSMResNet50  # noqa: E402
 from keras_tin.applications import temporal_modules  # noqa: E402
 from keras_tin.applications.records import build_for_architecture  # noqa: E402
 from keras_tin.layers.motion_squeeze import MotionSqueezeFlow  # noqa: E402
+from keras_tin.layers.motion_squeeze import flow_layers  # noqa: E402
 from keras_tin.layers.motion_squeeze import flow_maps_model  # noqa: E402
 from keras_tin.layers.motion_squeeze import l2_normalize  # noqa: E402
 from keras_tin.ops import correlation  # noqa: E402
@@ -353,3 +354,20 @@ def test_demo_takes_msnet_and_space_separated_models():
     assert "msnet" in temporal_modules.names()
     with pytest.raises(SystemExit, match=r"Received: 'tsn msnet tcn' \(unknown: tcn\)"):
         main(["demo", "--models", "tsn", "msnet", "tcn"])
+
+
+def test_train_cli_builds_msnet(tmp_path, capsys):
+    import training_layouts
+    from keras_tin.cli import main
+
+    videos = training_layouts.three_class_videos(str(tmp_path / "videos"))
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "folder", "--root", videos, "--output-dir", str(out),
+                 "--arch", "msnet_resnet18", "--base-filters", "16", "--image-size", "64",
+                 "--frames", "4", "--epochs", "1", "--batch-size", "2", "--val-split", "",
+                 "--verbose", "0"])
+    assert code == 0, capsys.readouterr()
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert model.name == "msnet_resnet18"
+    assert [layer.name for layer in flow_layers(model)] == ["layer2_ms_flow"]
+    assert json.loads((out / "config.json").read_text())["arch"] == "msnet_resnet18"
