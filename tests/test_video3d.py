@@ -222,6 +222,25 @@ def test_converter_refuses_other_families_and_mismatches():
         R2Plus1D34(variant="caffe2")
 
 
+@pytest.mark.parametrize("kernel,strides,padding", [
+    ((1, 3, 3), (1, 2, 2), "valid"), ((1, 3, 3), (2, 2, 2), "same"),
+    ((3, 1, 1), (1, 1, 1), "same"), ((3, 1, 1), (2, 1, 1), "valid"),
+    ((3, 1, 1), (2, 1, 1), "same"), ((1, 1, 1), (2, 2, 2), "valid"),
+    ((3, 3, 3), (1, 2, 2), "same")])
+def test_planar_conv3d_equals_conv3d(kernel, strides, padding):
+    from keras_tin.layers import PlanarConv3D
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 9, 7, 4)).astype("float32")
+    conv = keras.layers.Conv3D(6, kernel, strides, padding=padding, use_bias=True,
+                               bias_initializer="random_normal")
+    expected = conv(x).numpy()
+    planar = PlanarConv3D(6, kernel, strides, padding=padding, use_bias=True)
+    planar.build(x.shape)
+    planar.set_weights(conv.get_weights())
+    np.testing.assert_allclose(planar(x).numpy(), expected, atol=1e-5, rtol=0)
+    assert planar.compute_output_shape(x.shape) == expected.shape
+
+
 def test_flops_counts_conv3d_per_clip():
     """torchvision's weight enums: 40.519 / 40.697 / 43.343 GFLOPs (multiply-adds) per
     16 x 112 x 112 clip."""
@@ -261,6 +280,11 @@ def test_fit_keras_round_trip_and_tflite(tmp_path):
                   representative_dataset=clips(8, FRAMES, SIZE, seed=3))
     out = np.concatenate([TFLiteModel(int8)(clip[None]) for clip in evals])
     assert out.shape == expected.shape and np.isfinite(out).all() and np.ptp(out) > 0
+    # PlanarConv3D: every (2+1)D conv is an int8 CONV_2D (TFLite's CONV_3D is float only)
+    from ai_edge_litert.interpreter import Interpreter
+    ops_ = Interpreter(int8)._get_ops_details()
+    names = [op["op_name"] for op in ops_]
+    assert "CONV_3D" not in names and names.count("CONV_2D") >= 10, names
 
 
 BACKEND_SCRIPT = textwrap.dedent("""

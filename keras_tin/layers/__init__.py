@@ -28,3 +28,4 @@ from keras_tin.layers.squeezetime import TimeIntoChannels
 from keras_tin.layers.motion_squeeze import MotionSqueezeFlow
 from keras_tin.layers.pool3d import SeparableMaxPooling3D
 from keras_tin.layers.pool3d import WindowedGlobalAveragePooling3D
+from keras_tin.layers.conv3d_planar import PlanarConv3D

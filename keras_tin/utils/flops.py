@@ -88,8 +88,8 @@ def flops(model):
     per_frame = 0
     for layer in layers:
         if isinstance(layer, TemporalConv2D) or layer.__class__ in (
-                keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense,
-                keras.layers.Conv3D) or (
+                keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense) or (
+                isinstance(layer, keras.layers.Conv3D)) or (
                 callable(getattr(layer, "macs_per_frame", None))):
             per_frame += _layer_macs(layer)
     return int(round(per_frame * frames))

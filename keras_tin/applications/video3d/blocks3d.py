@@ -15,6 +15,8 @@ layouts_video3d_*.py): a full conv is `<name>`, a factorised one `<name>_s` (spa
 
 import keras
 
+from keras_tin.layers.conv3d_planar import PlanarConv3D
+
 CONV_KINDS = ("3d", "2plus1d", "notemporal")
 
 
@@ -55,7 +57,8 @@ class Initializers:
 
 def conv3d(x, filters, kernel, strides, name, init):
     """Conv3D without bias and with PyTorch's symmetric zero padding (k - 1) // 2 per axis:
-    "same" where that is the same thing (stride 1), else ZeroPadding3D + "valid"."""
+    "same" where that is the same thing (stride 1), else ZeroPadding3D + "valid". A
+    PlanarConv3D: (1, k, k) and (k, 1, 1) kernels run as Conv2D (int8 in TFLite)."""
     kernel, strides = tuple(kernel), tuple(strides)
     pads = tuple((k - 1) // 2 for k in kernel)
     if not any(pads):
@@ -65,8 +68,8 @@ def conv3d(x, filters, kernel, strides, name, init):
     else:
         x = keras.layers.ZeroPadding3D(pads, name=f"{name}_pad")(x)
         padding = "valid"
-    return keras.layers.Conv3D(filters, kernel, strides, padding=padding, use_bias=False,
-                               kernel_initializer=init.conv(), name=name)(x)
+    return PlanarConv3D(filters, kernel, strides, padding=padding, use_bias=False,
+                        kernel_initializer=init.conv(), name=name)(x)
 
 
 def batch_norm(x, name, epsilon):
