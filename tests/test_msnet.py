@@ -304,8 +304,8 @@ def test_fit_round_trip_portable_equals_auto(tmp_path):
     path = str(tmp_path / "msnet.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(reloaded(x, training=False)),
+                               np.asarray(model(x, training=False)), atol=1e-6)
     maps = motion_maps(reloaded, x)
     assert maps.shape == (CLIPS, FRAMES - 1, 4, 4, 3)
     np.testing.assert_allclose(maps[0], motion_maps(model, x[0]), atol=1e-6)
@@ -371,3 +371,19 @@ def test_train_cli_builds_msnet(tmp_path, capsys):
     assert model.name == "msnet_resnet18"
     assert [layer.name for layer in flow_layers(model)] == ["layer2_ms_flow"]
     assert json.loads((out / "config.json").read_text())["arch"] == "msnet_resnet18"
+
+
+def test_tflite_float_equals_keras(tmp_path):
+    """Builtin TFLite ops only (the argmax is a min over indices reaching the maximum)."""
+    from keras_tin.export import TFLiteModel
+    from keras_tin.export import export_tflite
+
+    keras.utils.set_random_seed(0)
+    model = MSNetResNet18(**SMALL)
+    x = clips(seed=2)
+    expected = np.asarray(model(x, training=False))
+    path = str(tmp_path / "msnet.tflite")
+    export_tflite(model, path)
+    got = np.concatenate([TFLiteModel(path)(clip[None]) for clip in x])
+    np.testing.assert_allclose(got, expected, rtol=0,
+                               atol=TOL * max(1.0, float(np.abs(expected).max())))

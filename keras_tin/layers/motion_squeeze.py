@@ -32,6 +32,7 @@ Layers (top-level functional layers named from the stage, e.g. "layer2"):
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_tin.layers.temporal_interlace import check_folded_input
@@ -63,13 +64,19 @@ def soft_argmax_flow(corr, max_displacement=MAX_DISPLACEMENT, sigma=SIGMA,
         raise ValueError(f"soft_argmax_flow expects {size * size} displacements on the last "
                          f"axis for max_displacement={max_displacement}. Received: "
                          f"corr.shape={tuple(corr.shape)}")
-    confidence = ops.max(corr, axis=-1)
-    index = ops.stop_gradient(ops.argmax(corr, axis=-1))
-    iy = ops.cast(index // size, corr.dtype)[..., None]
-    ix = ops.cast(index % size, corr.dtype)[..., None]
-    grid = ops.arange(size * size)
-    ph = ops.cast(grid // size, corr.dtype)
-    pw = ops.cast(grid % size, corr.dtype)
+    peak = ops.max(corr, axis=-1, keepdims=True)
+    confidence = peak[..., 0]
+    # The argmax (first index on ties) as the smallest index reaching the maximum, and its
+    # row / column, in float arithmetic (exact for these small integers): builtin TFLite
+    # ops only (Keras's argmax adds a sign-bit test, tf.BitwiseAnd, that TFLite lacks).
+    count = size * size
+    grid = ops.cast(ops.convert_to_tensor(np.arange(count, dtype="float32")), corr.dtype)
+    index = ops.min(ops.where(corr >= peak, grid, float(count)), axis=-1, keepdims=True)
+    index = ops.stop_gradient(index)
+    iy = ops.floor(index / size)
+    ix = index - iy * size
+    ph = ops.floor(grid / size)
+    pw = grid - ph * size
     gauss = ops.exp(-(ops.square(pw - ix) + ops.square(ph - iy)) / (2.0 * sigma * sigma))
     p = ops.softmax(temperature * corr * ops.stop_gradient(gauss), axis=-1)
     flow_x = ops.sum(p * (pw - max_displacement), axis=-1) / max_displacement
