@@ -382,7 +382,7 @@ def test_mixed_precision_runs_the_head_in_float32(policy, trained_like):
     model.set_weights(trained_like.get_weights())
     got = keras.ops.convert_to_numpy(model(x, training=False))
     assert got.dtype == np.float32 and np.isfinite(got).all()
-    features = keras.Model(model.inputs, model.get_layer("layer4_1_out").output)(x)
+    features = keras.Model(model.input, model.get_layer("layer4_1_out").output)(x)
     assert keras.backend.standardize_dtype(features.dtype) == policy.split("_")[1]
     head = keras.Model(trained_like.get_layer("tcp_reduce1").input, trained_like.output)
     same_features = head(keras.ops.cast(features, "float32")).numpy()
