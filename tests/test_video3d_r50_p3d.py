@@ -30,7 +30,6 @@ from keras_tin.applications import P3DResNet  # noqa: E402
 from keras_tin.applications import R2Plus1DResNet  # noqa: E402
 from keras_tin.applications import R2Plus1DResNet50  # noqa: E402
 from keras_tin.applications.records import build_for_architecture  # noqa: E402
-from keras_tin.applications.video3d.factorized import FactorizedConv3D  # noqa: E402
 from keras_tin.export import TFLiteModel  # noqa: E402
 from keras_tin.export import export_tflite  # noqa: E402
 from keras_tin.layers import SeparableMaxPooling3D  # noqa: E402
@@ -235,20 +234,6 @@ def test_separable_max_pooling_equals_max_pooling_3d(pool, strides):
         SeparableMaxPooling3D(3, 2)
 
 
-@pytest.mark.parametrize("kernel,strides,padding", [
-    ((1, 3, 3), (1, 2, 2), "valid"), ((1, 3, 3), (1, 1, 1), "same"),
-    ((3, 1, 1), (2, 1, 1), "valid"), ((3, 1, 1), (1, 1, 1), "same"),
-    ((1, 1, 1), (2, 2, 2), "valid"), ((3, 3, 3), (1, 1, 1), "same")])
-def test_factorized_conv3d_equals_conv3d(kernel, strides, padding):
-    x = np.random.default_rng(5).normal(size=(2, 7, 9, 11, 5)).astype(np.float32)
-    conv = FactorizedConv3D(4, kernel, strides, padding=padding)
-    got = conv(x).numpy()
-    plain = keras.layers.Conv3D(4, kernel, strides, padding=padding)
-    plain.build(x.shape)
-    plain.kernel.assign(conv.kernel)
-    np.testing.assert_allclose(got, plain(x).numpy(), atol=1e-5, rtol=0)
-
-
 def test_p3d_is_architecture_only():
     for weights in ("p3d_rgb_199.checkpoint.pth.tar", RECORD, "imagenet"):
         with pytest.raises(ValueError, match="architecture-only.*Caffe") as info:
@@ -368,7 +353,7 @@ def test_tflite_float_equals_keras_and_int8_runs(arch, models, tmp_path):
     out = np.concatenate([TFLiteModel(int8)(clip[None]) for clip in x])
     assert out.shape == expected.shape and np.isfinite(out).all() and np.ptp(out) > 0
     # Really int8: TFLite has no int8 CONV_3D, so Conv3D layers would stay float32 (file
-    # about as large as the float one); FactorizedConv3D gives int8 CONV_2D.
+    # about as large as the float one); PlanarConv3D gives int8 CONV_2D.
     assert os.path.getsize(int8) < 0.5 * os.path.getsize(path)
 
 

@@ -1,9 +1,8 @@
 """What the factorised 3D ResNets (R(2+1)D-50 of pytorchvideo, P3D) share: the 5-D clip
-input, PyTorch-padded Conv3D, BatchNorm with PyTorch's defaults, seeded initialisers and
+input, PyTorch-padded convs (keras_tin.layers.PlanarConv3D), BatchNorm with PyTorch's defaults, seeded initialisers and
 the clip head. Tensors are (batch, frames, H, W, C) throughout."""
 
 import keras
-from keras import ops
 
 from keras_tin import layers as tin_layers
 from keras_tin.applications.video_model import clip_input
@@ -37,37 +36,6 @@ class Initializers:
         return keras.initializers.RandomNormal(0.0, std, seed=self._next())
 
 
-@keras.saving.register_keras_serializable(package="keras_tin")
-class FactorizedConv3D(keras.layers.Conv3D):
-    """A keras.layers.Conv3D (same kernel variable, shapes and outputs) whose purely spatial
-    (1, kh, kw) or purely temporal (kt, 1, 1) kernels run as 2-D convolutions: frames folded
-    into the batch, or (T, H*W) as the 2-D plane. TFLite then gets CONV_2D, which has int8
-    kernels (it has no int8 CONV_3D: an int8 export would keep every CONV_3D in float).
-    Other kernels (k, k, k) fall back to the 3-D convolution."""
-
-    def convolution_op(self, inputs, kernel):
-        kt, kh, kw = self.kernel_size
-        st, sh, sw = self.strides
-        plain = (self.groups == 1 and tuple(self.dilation_rate) == (1, 1, 1)
-                 and self.data_format == "channels_last")
-        if not plain or (kt > 1 and (kh > 1 or kw > 1)):
-            return super().convolution_op(inputs, kernel)
-        if kt == 1:  # spatial: per frame
-            if st > 1:
-                inputs = inputs[:, ::st]
-            shape = ops.shape(inputs)
-            x = ops.reshape(inputs, (-1, shape[2], shape[3], inputs.shape[-1]))
-            y = ops.conv(x, kernel[0], strides=(sh, sw), padding=self.padding)
-            out = ops.shape(y)
-            return ops.reshape(y, (shape[0], shape[1], out[1], out[2], self.filters))
-        if sh > 1 or sw > 1:  # temporal: over (T, H*W)
-            inputs = inputs[:, :, ::sh, ::sw]
-        shape = ops.shape(inputs)
-        x = ops.reshape(inputs, (shape[0], shape[1], shape[2] * shape[3], inputs.shape[-1]))
-        y = ops.conv(x, kernel[:, 0], strides=(st, 1), padding=self.padding)
-        return ops.reshape(y, (shape[0], ops.shape(y)[1], shape[2], shape[3], self.filters))
-
-
 def conv3d(x, filters, kernel, strides, name, init):
     """Conv3D (no bias) with PyTorch's symmetric zero padding (k - 1) // 2 per axis."""
     pads = tuple((k - 1) // 2 for k in kernel)
@@ -77,8 +45,10 @@ def conv3d(x, filters, kernel, strides, name, init):
         padding = "valid"
     else:  # stride 1 with odd kernels: "same" is the symmetric padding
         padding = "same" if any(pads) else "valid"
-    return FactorizedConv3D(filters, kernel, strides, padding=padding, use_bias=False,
-                            kernel_initializer=init.conv(), name=name)(x)
+    # PlanarConv3D: a Conv3D running these (1,k,k) / (k,1,1) kernels as 2-D convs, so that
+    # TFLite int8 quantizes them (it has no int8 CONV_3D).
+    return tin_layers.PlanarConv3D(filters, kernel, strides, padding=padding, use_bias=False,
+                                   kernel_initializer=init.conv(), name=name)(x)
 
 
 def batch_norm(name, zero_gamma=False):
