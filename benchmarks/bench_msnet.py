@@ -4,7 +4,8 @@ reference (weights/torch_reference_msnet.py, whose correlation is 225 explicit s
 
     .venv/bin/python benchmarks/bench_msnet.py [--size 224] [--batch 1] [--frames 8] [--runs 5]
 
-Inference, one clip of `frames` frames, median of `runs` timed calls after a warm-up, a
+Inference, one clip of `frames` frames, median of `runs` rounds (each round times one call of every model, so load
+changes on a shared machine hit all alike) after a warm-up, a
 tf.function-compiled Keras forward (model(x, training=False) inside tf.function, no XLA).
 The correlation uses implementation="auto" (the compiled op where it is loaded) and, for
 comparison, "portable".
@@ -18,16 +19,6 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "weights"))
-
-
-def median_seconds(fn, runs):
-    fn()  # warm-up (tracing)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():
@@ -56,29 +47,39 @@ def main():
           f"{tf.__version__}, torch {torch.__version__}, CPU threads: TF default, torch "
           f"{torch.get_num_threads()}; correlation op loaded: "
           f"{dispatch._correlation_status()[0]}")
-    rows = []
-    models = {}
+    entries = []  # (label, GMACs or None, trainable params, forward callable)
+    xt = tf.constant(x)
     for label, build, kwargs in (("TSM-R50", TSMResNet50, {}),
                                  ("MSNet-R50 (auto)", MSNetResNet50, {}),
                                  ("MSNet-R50 (portable)", MSNetResNet50,
                                   {"implementation": "portable"})):
         model = build(frames=args.frames, input_shape=shape, classes=174, **kwargs)
-        models[label] = model
         forward = tf.function(lambda t, m=model: m(t, training=False))
-        xt = tf.constant(x)
-        seconds = median_seconds(lambda: forward(xt).numpy(), args.runs)
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-        rows.append((label, flops(model) / 1e9, trainable, seconds))
+        entries.append((label, flops(model) / 1e9, trainable,
+                        lambda f=forward: f(xt).numpy()))
     ref = trm.Release(50, args.frames, 174).eval()
-    xt = torch.from_numpy(np.ascontiguousarray(
+    x_torch = torch.from_numpy(np.ascontiguousarray(
         x.reshape((-1,) + shape[1:]).transpose(0, 3, 1, 2)))
 
     def torch_forward():
         with torch.no_grad():
-            ref(xt)
+            ref(x_torch)
 
-    rows.append(("MSNet-R50 PyTorch ref", None, trm.trainable_parameters(ref),
-                 median_seconds(torch_forward, args.runs)))
+    entries.append(("MSNet-R50 PyTorch ref", None, trm.trainable_parameters(ref),
+                    torch_forward))
+    # Round-robin timing (one call of each model per round) so that load changes on a
+    # shared machine hit every model alike.
+    for entry in entries:
+        entry[3]()  # warm-up (tracing)
+    times = [[] for _ in entries]
+    for _ in range(args.runs):
+        for i, entry in enumerate(entries):
+            start = time.perf_counter()
+            entry[3]()
+            times[i].append(time.perf_counter() - start)
+    rows = [(label, gmacs, params, float(np.median(t)))
+            for (label, gmacs, params, _), t in zip(entries, times)]
     base_macs, base_s = rows[0][1], rows[0][3]
     print("\nparams: trainable (the PyTorch reference also holds the authors' unused "
           "BatchNorm2d(128): +256)")
