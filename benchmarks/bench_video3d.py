@@ -56,12 +56,25 @@ def reference_model(cls_name):
     return build
 
 
+def module_builder(module, cls_name, **kwargs):
+    def build(classes):
+        import importlib
+        return getattr(importlib.import_module(module), cls_name)(classes=classes, **kwargs)
+    return build
+
+
 MODELS = {  # name: (keras architecture, keras kwargs, PyTorch module builder(classes))
     "r2plus1d_18": ("r2plus1d_18", {}, torchvision_model("r2plus1d_18")),
     "r3d_18": ("r3d_18", {}, torchvision_model("r3d_18")),
     "mc3_18": ("mc3_18", {}, torchvision_model("mc3_18")),
     "r2plus1d_34": ("r2plus1d_34", {}, reference_model("MMAction2R2Plus1D34")),
     "r2plus1d_34_vmz": ("r2plus1d_34_vmz", {}, reference_model("VMZR2Plus1D34")),
+    # pytorchvideo's R(2+1)D-50 (16 x 224: its head pool needs 16 frames) and P3D (>= 16
+    # frames, 160 px), against the references in their publishers' module names.
+    "r2plus1d_r50": ("r2plus1d_r50", {},
+                     module_builder("torch_reference_pytorchvideo", "R2Plus1D", depth=50)),
+    "p3d63": ("p3d63", {}, module_builder("torch_reference_p3d", "P3D", depth=63)),
+    "p3d199": ("p3d199", {}, module_builder("torch_reference_p3d", "P3D", depth=199)),
 }
 
 

@@ -33,6 +33,7 @@ from keras_tin.applications.records import build_for_architecture  # noqa: E402
 from keras_tin.export import TFLiteModel  # noqa: E402
 from keras_tin.export import export_tflite  # noqa: E402
 from keras_tin.layers import SeparableMaxPooling3D  # noqa: E402
+from keras_tin.utils.flops import flops  # noqa: E402
 from keras_tin.weights import convert  # noqa: E402
 from keras_tin.weights import load_weights  # noqa: E402
 from keras_tin.weights import registry  # noqa: E402
@@ -133,6 +134,10 @@ def test_full_size_parameter_counts_equal_the_references():
     p3d = P3D63()
     assert trainable_count(p3d) == expected == 25_745_232
     assert p3d.input_shape == (None, 16, 160, 160, 3)
+    # MACs per clip (convs + fc) as counted on the PyTorch references with forward hooks
+    # (benchmarks/bench_video3d_r50_p3d.py torch_macs): 57.53 G at 16x224x224, 8.44 G at
+    # 16x160x160.
+    assert flops(model) == 57_533_825_024 and flops(p3d) == 8_441_856_000
     assert sum(p.numel() for p in trp.P3D(199).parameters()) == 66_492_240
 
 
