@@ -2,7 +2,8 @@
 MAC ratio (keras_tin.utils.flops), and MSNet-R50 in Keras vs the independent PyTorch
 reference (weights/torch_reference_msnet.py, whose correlation is 225 explicit shifted sums).
 
-    .venv/bin/python benchmarks/bench_msnet.py [--size 224] [--batch 1] [--frames 8] [--runs 5]
+    .venv/bin/python benchmarks/bench_msnet.py [--size 224] [--batch 1] [--frames 8] \
+        [--runs 5]
 
 Inference, one clip of `frames` frames, median of `runs` rounds (each round times one call of every model, so load
 changes on a shared machine hit all alike) after a warm-up, a

@@ -30,7 +30,6 @@ from keras_tin.applications import temporal_modules  # noqa: E402
 from keras_tin.applications.records import build_for_architecture  # noqa: E402
 from keras_tin.layers.motion_squeeze import MotionSqueezeFlow  # noqa: E402
 from keras_tin.layers.motion_squeeze import flow_layers  # noqa: E402
-from keras_tin.layers.motion_squeeze import flow_maps_model  # noqa: E402
 from keras_tin.layers.motion_squeeze import l2_normalize  # noqa: E402
 from keras_tin.ops import correlation  # noqa: E402
 from keras_tin.layers.temporal_shift import TemporalShift  # noqa: E402

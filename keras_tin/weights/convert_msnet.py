@@ -50,7 +50,8 @@ def _other_checkpoint(state_dict):
         return f"not an MSNet or ResNet checkpoint (first keys: {list(state_dict)[:6]})"
     if layout == "torchvision":
         return None
-    return f"a {temporal.upper()}-ResNet checkpoint ({layout} layout) without a MotionSqueeze module"
+    return (f"a {temporal.upper()}-ResNet checkpoint ({layout} layout) without a MotionSqueeze "
+            f"module")
 
 
 def assign_state_dict(model, state_dict, layout=None, verbose=True):
