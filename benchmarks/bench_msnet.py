@@ -5,8 +5,8 @@ reference (weights/torch_reference_msnet.py, whose correlation is 225 explicit s
     .venv/bin/python benchmarks/bench_msnet.py [--size 224] [--batch 1] [--frames 8] \
         [--runs 5]
 
-Inference, one clip of `frames` frames, median of `runs` rounds (each round times one call of every model, so load
-changes on a shared machine hit all alike) after a warm-up, a
+Inference, one clip of `frames` frames, median of `runs` rounds (each round times one call
+of every model, so load changes on a shared machine hit all alike) after a warm-up, a
 tf.function-compiled Keras forward (model(x, training=False) inside tf.function, no XLA).
 The correlation uses implementation="auto" (the compiled op where it is loaded) and, for
 comparison, "portable".
