@@ -112,7 +112,7 @@ def test_help_lists_the_choices(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for choices in ("{tin,tsm,tsn,tada2d,tea,stm}", "{18,34,50,101}", "{segment,dense}", "{opencv,pyav}",
+    for choices in ("{tin,tsm,tsn,tada2d,tea,stm,tcp,msnet}", "{18,34,50,101,152}", "{segment,dense}", "{opencv,pyav}",
                     "{auto,portable,custom_op}", "{skip,raise}", "{true,false,auto}",
                     "{default,mirrored,multi_worker,tpu,data_parallel}", "something-v2"):
         assert choices in text, choices
