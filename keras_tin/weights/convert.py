@@ -295,3 +295,33 @@ def convert_checkpoint(in_path, out_path, arch, frames=8, classes=None, layout=N
     assign_state_dict(model, state_dict, layout, verbose)
     model.save_weights(str(out_path))
     return model
+
+
+def assign_family_or_backbone(model, state_dict, layout, verbose, layouts_module, module_layer,
+                              kind, what, kept_label):
+    """The loading shared by the families whose checkpoints are either the family's own or a
+    torchvision ImageNet ResNet backbone (STM, MSNet): canonical names from
+    `layouts_module.canonicalize`; with a backbone, the layers matching `module_layer` keep
+    their initialisation. Returns a dict: layout, form (kind or "imagenet"), temporal (kind,
+    None for the backbone), head_loaded. `what` names the family in errors, `kept_label`
+    its modules in the verbose report."""
+    canonical, layout, form = layouts_module.canonicalize(state_dict, layout)
+    variables = keras_variables(model)
+    kept_module = []
+    if form == "imagenet":  # a backbone: the family's modules keep their initialisation
+        kept_module = sorted(f"{layer}/{var}" for layer, var in variables
+                             if module_layer.match(layer))
+        variables = {key: value for key, value in variables.items()
+                     if not module_layer.match(key[0])}
+    fc = canonical.get("fc:weight")
+    head_loaded = load_head(model, variables, None if fc is None else fc.shape[0], verbose)
+    temporal = kind if form == kind else None
+    assignments, problems, kept = match_variables(
+        canonical, variables, layouts_module.keras_target, head_loaded, temporal)
+    if problems:
+        name = what if form == kind else "torchvision ResNet backbone"
+        raise ValueError(f"Cannot load the {name} checkpoint ({layout} layout) into model "
+                         f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
+    kept[kept_label] = kept_module
+    assign(assignments, variables, kept, verbose)
+    return {"layout": layout, "form": form, "temporal": temporal, "head_loaded": head_loaded}

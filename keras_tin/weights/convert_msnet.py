@@ -74,24 +74,6 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
                 f"Model '{model.name}' is an MSNet but the checkpoint is {other}; an MSNet "
                 f"takes an MSNet checkpoint (keys chnl_reduction.0.weight, flow_refinement."
                 f"conv1.0.weight, ...) or a torchvision ImageNet ResNet. Nothing was loaded.")
-    canonical, layout, form = layouts_msnet.canonicalize(state_dict, layout)
-    variables = convert.keras_variables(model)
-    kept_ms = []
-    if form == "imagenet":  # a backbone: the MS module keeps its initialisation
-        kept_ms = sorted(f"{layer}/{var}" for layer, var in variables
-                         if layouts_msnet.MS_LAYER.match(layer))
-        variables = {key: value for key, value in variables.items()
-                     if not layouts_msnet.MS_LAYER.match(key[0])}
-    fc = canonical.get("fc:weight")
-    head_loaded = convert.load_head(model, variables, None if fc is None else fc.shape[0],
-                                    verbose)
-    temporal = "msnet" if form == "msnet" else None
-    assignments, problems, kept = convert.match_variables(
-        canonical, variables, layouts_msnet.keras_target, head_loaded, temporal)
-    if problems:
-        what = "MSNet" if form == "msnet" else "torchvision ResNet backbone"
-        raise ValueError(f"Cannot load the {what} checkpoint ({layout} layout) into model "
-                         f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
-    kept["MotionSqueeze-module"] = kept_ms
-    convert.assign(assignments, variables, kept, verbose)
-    return {"layout": layout, "form": form, "temporal": temporal, "head_loaded": head_loaded}
+    return convert.assign_family_or_backbone(model, state_dict, layout, verbose, layouts_msnet,
+                                             layouts_msnet.MS_LAYER, "msnet", "MSNet",
+                                             "MotionSqueeze-module")

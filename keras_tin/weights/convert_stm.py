@@ -71,24 +71,6 @@ def assign_state_dict(model, state_dict, layout=None, verbose=True):
                 f"model takes an STM checkpoint (keys layerL.b.shift.weight, "
                 f"layerL.b.mb.stage_conv.weight, ...) or a torchvision ImageNet ResNet. "
                 f"Nothing was loaded.")
-    canonical, layout, form = layouts_stm.canonicalize(state_dict, layout)
-    variables = convert.keras_variables(model)
-    kept_stm = []
-    if form == "imagenet":  # a backbone: the STM modules keep their initialisation
-        kept_stm = sorted(f"{layer}/{var}" for layer, var in variables
-                          if layouts_stm.STM_LAYER.match(layer))
-        variables = {key: value for key, value in variables.items()
-                     if not layouts_stm.STM_LAYER.match(key[0])}
-    fc = canonical.get("fc:weight")
-    head_loaded = convert.load_head(model, variables, None if fc is None else fc.shape[0],
-                                    verbose)
-    temporal = "stm" if form == "stm" else None
-    assignments, problems, kept = convert.match_variables(
-        canonical, variables, layouts_stm.keras_target, head_loaded, temporal)
-    if problems:
-        what = "STM-ResNet" if form == "stm" else "torchvision ResNet backbone"
-        raise ValueError(f"Cannot load the {what} checkpoint ({layout} layout) into model "
-                         f"'{model.name}'; nothing was loaded. " + "; ".join(problems))
-    kept["STM-module"] = kept_stm
-    convert.assign(assignments, variables, kept, verbose)
-    return {"layout": layout, "form": form, "temporal": temporal, "head_loaded": head_loaded}
+    return convert.assign_family_or_backbone(model, state_dict, layout, verbose, layouts_stm,
+                                             layouts_stm.STM_LAYER, "stm", "STM-ResNet",
+                                             "STM-module")
